@@ -1,0 +1,5 @@
+"""Configuration: one loader for every job, test and notebook."""
+
+from carelake.config.loader import Config, ConfigError, SourceEntity, SourceSystem, load_config
+
+__all__ = ["Config", "ConfigError", "SourceEntity", "SourceSystem", "load_config"]

@@ -1,0 +1,52 @@
+"""Shared fixtures: one SparkSession for the whole suite, tiny data everywhere."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from carelake.config import Config, load_config
+from carelake.spark import build_session
+
+REPO = Path(__file__).resolve().parents[1]
+
+TEST_SPARK_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.ui.enabled": "false",
+    "spark.driver.memory": "2g",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.python.worker.reuse": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def base_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """The repo's conf/local.yaml with its root moved to a temp folder."""
+    root = tmp_path_factory.mktemp("lakehouse")
+    return load_config(REPO / "conf" / "local.yaml", env={}).with_overrides(
+        **{"lakehouse.root": str(root), "spark.master": "local[2]"}
+    )
+
+
+@pytest.fixture(scope="session")
+def spark(base_config: Config, tmp_path_factory: pytest.TempPathFactory):
+    """The suite's single SparkSession (local[2], 2 shuffle partitions, UI off, UTC)."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    warehouse = tmp_path_factory.mktemp("warehouse")
+    session = build_session(
+        base_config,
+        extra_conf={**TEST_SPARK_CONF, "spark.sql.warehouse.dir": str(warehouse)},
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def config(base_config: Config, tmp_path: Path) -> Config:
+    """A config whose lakehouse root is a fresh temp folder for this test."""
+    return base_config.with_overrides(**{"lakehouse.root": str(tmp_path / "lakehouse")})
