@@ -1,0 +1,5 @@
+"""Run bookkeeping: run ids, per-stage summaries and the run summary file."""
+
+from carelake.run.summary import EntityCounts, RunSummary, StageSummary, new_run_id
+
+__all__ = ["EntityCounts", "RunSummary", "StageSummary", "new_run_id"]
