@@ -8,6 +8,7 @@ from carelake.sources.canonical import (
     RAW_METADATA_COLUMNS,
     canonical_schema,
 )
+from carelake.sources.naming import raw_column_name
 
 __all__ = [
     "BUSINESS_KEYS",
@@ -16,4 +17,5 @@ __all__ = [
     "LINEAGE_COLUMNS",
     "RAW_METADATA_COLUMNS",
     "canonical_schema",
+    "raw_column_name",
 ]
