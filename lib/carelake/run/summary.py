@@ -99,7 +99,7 @@ class RunSummary:
             "stages": [s.to_dict() for s in self.stages],
         }
 
-    def write(self, storage_options: dict[str, str] | None = None) -> str:
+    def write(self) -> str:
         """Write ``<root>/_runs/<run_id>.json`` (local disk or object store); returns its URI."""
         self.finished_at = self.finished_at or datetime.now(timezone.utc).isoformat()
         uri = join_uri(self.root, "_runs", f"{self.run_id}.json")

@@ -1,5 +1,17 @@
 """Where each zone and table lives, on local disk or an object store."""
 
+from carelake.storage.files import FileInfo, filesystem_for, list_files, read_head, sha256_of
 from carelake.storage.paths import ZONES, is_remote, join_uri, table_uri, to_local_path
 
-__all__ = ["ZONES", "is_remote", "join_uri", "table_uri", "to_local_path"]
+__all__ = [
+    "ZONES",
+    "FileInfo",
+    "filesystem_for",
+    "is_remote",
+    "join_uri",
+    "list_files",
+    "read_head",
+    "sha256_of",
+    "table_uri",
+    "to_local_path",
+]

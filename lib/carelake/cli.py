@@ -1,0 +1,105 @@
+"""The ``carelake`` command: generate sample data and run pipeline stages.
+
+Every job in ``jobs/`` is this command with its stage name, so ``spark-submit jobs/x.py`` and
+``carelake x`` run the same code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from carelake.config import ConfigError, load_config
+from carelake.spark import JavaError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _add_conf(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--conf", dest="conf", default=None,
+        help="configuration file (default: $CARELAKE_CONFIG or conf/local.yaml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carelake", description="Healthcare-analytics lakehouse on Spark and Delta Lake.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress at INFO level")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="write a sample landing data set")
+    _add_conf(generate)
+    generate.add_argument("--out", default=None, help="output folder (default: the configured landing folder)")
+    generate.add_argument("--scale", type=float, default=1.0, help="1 is about 100k encounters (default 1)")
+    generate.add_argument("--seed", type=int, default=42)
+    generate.add_argument("--defect-rate", type=float, default=0.0, help="share of rows given a realistic defect")
+
+    run = commands.add_parser("run", help="run pipeline stages in order")
+    _add_conf(run)
+    run.add_argument("--stages", default=None, help="comma-separated stages (default: ingest,process,model)")
+
+    from carelake.pipeline import STAGES
+
+    for name in STAGES:
+        single = commands.add_parser(name, help=f"run the {name} stage")
+        _add_conf(single)
+    return parser
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from carelake.generate import generate
+
+    config = load_config(args.conf)
+    out = Path(args.out or config.landing)
+    manifest = generate(out, config, scale=args.scale, seed=args.seed, defect_rate=args.defect_rate)
+    files = len(manifest.files)
+    print(f"generated {files} files under {out} (scale {args.scale}, seed {args.seed}, defect rate {args.defect_rate})")
+    print(f"manifest: {out / '_manifest.json'}")
+    return EXIT_OK
+
+
+def _run(args: argparse.Namespace, stages: Sequence[str]) -> int:
+    from carelake.pipeline import run_pipeline
+    from carelake.run import format_summary
+    from carelake.spark import build_session
+
+    config = load_config(args.conf)
+    spark = build_session(config)
+    summary = run_pipeline(spark, config, stages)
+    print(format_summary(summary))
+    return EXIT_OK if summary.status == "ok" else EXIT_FAILED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 ok, 1 run failed, 2 usage/config error)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if args.command == "generate":
+            return _generate(args)
+        if args.command == "run":
+            from carelake.pipeline import DEFAULT_STAGES, STAGES
+
+            stages = [s.strip() for s in (args.stages or ",".join(DEFAULT_STAGES)).split(",") if s.strip()]
+            unknown = [s for s in stages if s not in STAGES]
+            if unknown:
+                print(f"carelake: unknown stage(s) {', '.join(unknown)}: expected some of {', '.join(STAGES)}", file=sys.stderr)
+                return EXIT_USAGE
+            return _run(args, stages)
+        return _run(args, [args.command])
+    except ConfigError as exc:
+        print(f"carelake: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except JavaError as exc:
+        print(f"carelake: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""The ingest stage: find new landing files, read them, append to ``raw/<entity>``.
+
+Every file is matched to its source system and entity by the config's path globs. A file
+already ingested (same name and SHA-256, per the ingest log) is skipped; a file that cannot be
+read at all is logged as rejected with its reason and the rest of the batch goes on. Each raw
+append commits the batch's file list in its commit metadata, so a crash between the raw append
+and the ingest-log append is repaired on the next run instead of ingesting those files twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import reduce
+from urllib.parse import unquote
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from carelake.config import Config, SourceEntity, SourceSystem
+from carelake.delta import DeltaTables
+from carelake.ingest.read import read_source_files, with_raw_metadata
+from carelake.ingest.sniff import sniff_file
+from carelake.run import StageSummary
+from carelake.storage import FileInfo, list_files, read_head, sha256_of, table_uri
+
+log = logging.getLogger(__name__)
+
+INGEST_LOG_TABLE = "_ingest_log"
+FILES_METADATA_KEY = "carelake.files"
+
+INGEST_LOG_SCHEMA = StructType(
+    [
+        StructField("file_name", StringType(), False),
+        StructField("file_uri", StringType(), False),
+        StructField("sha256", StringType(), False),
+        StructField("size_bytes", LongType(), False),
+        StructField("source_system", StringType(), False),
+        StructField("entity", StringType(), False),
+        StructField("status", StringType(), False),  # ingested | rejected
+        StructField("reason", StringType(), True),
+        StructField("rows", LongType(), True),
+        StructField("batch_id", StringType(), False),
+        StructField("logged_at", TimestampType(), False),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class LandedFile:
+    """A new landing file, where it belongs, and what sniffing found."""
+
+    info: FileInfo
+    sha256: str
+    system: SourceSystem
+    entity: SourceEntity
+    columns: tuple[str, ...]
+    reason: str | None
+
+
+def discover(config: Config) -> list[tuple[FileInfo, SourceSystem, SourceEntity]]:
+    """Every landing file matched by a configured path glob, with its system and entity."""
+    found = []
+    for system in config.sources.values():
+        for entity in system.entities.values():
+            found.extend((info, system, entity) for info in list_files(config.landing, entity.path))
+    return found
+
+
+def _already_logged(spark: SparkSession, tables: DeltaTables, log_uri: str) -> set[tuple[str, str]]:
+    if not tables.exists(log_uri):
+        return set()
+    rows = tables.read(log_uri).select("file_name", "sha256").distinct().collect()
+    return {(r.file_name, r.sha256) for r in rows}
+
+
+def _log_frame(spark: SparkSession, entries: list[dict]) -> DataFrame:
+    return spark.createDataFrame(entries, INGEST_LOG_SCHEMA)
+
+
+def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged: set[tuple[str, str]]) -> list[dict]:
+    """Log entries for files a crashed run appended to raw but never logged."""
+    repaired = []
+    for entity in {e for s in config.sources.values() for e in s.entities}:
+        uri = table_uri(config, "raw", entity)
+        if not tables.exists(uri):
+            continue
+        for commit in tables.history(uri):
+            files = json.loads(commit.get(FILES_METADATA_KEY) or "[]")
+            for entry in files:
+                if (entry["file_name"], entry["sha256"]) not in logged:
+                    repaired.append({**entry, "logged_at": datetime.now(timezone.utc)})
+                    logged.add((entry["file_name"], entry["sha256"]))
+    return repaired
+
+
+def run_ingest(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str) -> StageSummary:
+    """Ingest every new landing file into ``raw/<entity>``; returns the stage summary.
+
+    Counts per entity: rows_in = rows_valid = rows_written (raw keeps every row); rejected files
+    are listed in the notes and in the ingest log.
+    """
+    summary = StageSummary("ingest")
+    batch_id = run_id
+    now = datetime.now(timezone.utc)
+    log_uri = table_uri(config, "raw", INGEST_LOG_TABLE)
+    logged = _already_logged(spark, tables, log_uri)
+    entries = _repair_log(spark, config, tables, logged)
+    if entries:
+        summary.notes.append(f"repaired the ingest log for {len(entries)} file(s) of an interrupted run")
+
+    new_files: list[LandedFile] = []
+    skipped = 0
+    for info, system, entity in discover(config):
+        digest = sha256_of(info.uri)
+        if (info.relative_path, digest) in logged:
+            skipped += 1
+            continue
+        sniffed = sniff_file(read_head(info.uri), info.size, system, entity)
+        new_files.append(LandedFile(info, digest, system, entity, sniffed.columns, sniffed.reason))
+    log.info("ingest: %d new file(s), %d already ingested", len(new_files), skipped)
+
+    by_entity: dict[str, list[LandedFile]] = defaultdict(list)
+    for landed in new_files:
+        if landed.reason:
+            summary.notes.append(f"rejected {landed.info.relative_path}: {landed.reason}")
+            entries.append(_entry(landed, "rejected", landed.reason, None, batch_id, now))
+        else:
+            by_entity[landed.entity.entity].append(landed)
+
+    for entity_name, files in sorted(by_entity.items()):
+        counts = summary.counts(entity_name)
+        frame = _read_entity(spark, files, batch_id, now)
+        file_meta = [_entry(f, "ingested", None, None, batch_id, now) for f in files]
+        uri = table_uri(config, "raw", entity_name)
+        result = tables.write(
+            frame,
+            uri,
+            mode="append",
+            schema_mode="merge",
+            commit_metadata={
+                "carelake.run_id": run_id,
+                "carelake.batch_id": batch_id,
+                FILES_METADATA_KEY: json.dumps([{k: v for k, v in e.items() if k != "logged_at"} for e in file_meta], default=str),
+            },
+        )
+        per_file = _rows_per_file(tables.read(uri), batch_id)
+        for entry, landed in zip(file_meta, files, strict=True):
+            entry["rows"] = per_file.get(landed.info.uri, 0)
+        written = sum(e["rows"] for e in file_meta)
+        counts.rows_in = counts.rows_valid = counts.rows_written = written
+        counts.delta_version = result.version
+        summary.tables[uri] = result.version
+        entries.extend(file_meta)
+
+    if entries:
+        result = tables.write(_log_frame(spark, entries), log_uri, mode="append",
+                              commit_metadata={"carelake.run_id": run_id})
+        summary.tables[log_uri] = result.version
+    rejected = sum(1 for f in new_files if f.reason)
+    summary.notes.insert(0, f"{len(new_files) - rejected} file(s) ingested, {rejected} rejected, {skipped} already ingested")
+    max_rate = float(config.section("ingest").get("max_rejected_file_rate", 1.0))
+    if not new_files:
+        return summary.finish("nothing-to-do")
+    if rejected / len(new_files) > max_rate:
+        summary.notes.append(f"rejected file share {rejected / len(new_files):.0%} exceeds ingest.max_rejected_file_rate {max_rate:.0%}")
+        return summary.finish("failed")
+    return summary.finish()
+
+
+def _entry(landed: LandedFile, status: str, reason: str | None, rows: int | None, batch_id: str, now: datetime) -> dict:
+    return {
+        "file_name": landed.info.relative_path,
+        "file_uri": landed.info.uri,
+        "sha256": landed.sha256,
+        "size_bytes": landed.info.size,
+        "source_system": landed.system.name,
+        "entity": landed.entity.entity,
+        "status": status,
+        "reason": reason,
+        "rows": rows,
+        "batch_id": batch_id,
+        "logged_at": now,
+    }
+
+
+def _read_entity(spark: SparkSession, files: list[LandedFile], batch_id: str, now: datetime) -> DataFrame:
+    """One DataFrame for all new files of an entity: one Spark read per (system, header) group."""
+    groups: dict[tuple[str, tuple[str, ...]], list[LandedFile]] = defaultdict(list)
+    for landed in files:
+        groups[(landed.system.name, landed.columns)].append(landed)
+    frames = []
+    for (_, columns), group in sorted(groups.items()):
+        system = group[0].system
+        raw = read_source_files(spark, system, columns, [f.info.uri for f in group])
+        frames.append(with_raw_metadata(raw, system.name, batch_id, now))
+    return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+
+
+def _rows_per_file(raw: DataFrame, batch_id: str) -> dict[str, int]:
+    rows = raw.where(F.col("_batch_id") == batch_id).groupBy("_source_file").count().collect()
+    return {_normalise_uri(r["_source_file"]): r["count"] for r in rows}
+
+
+def _normalise_uri(uri: str) -> str:
+    # Spark reports local files as file:///abs/path; the landing listing uses plain paths.
+    return unquote(uri.removeprefix("file://"))

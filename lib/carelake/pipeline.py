@@ -1,0 +1,62 @@
+"""Run pipeline stages in order against one SparkSession and write the run summary.
+
+Stages are looked up by name here, so the CLI, the jobs, the notebooks and the tests all run
+the same code. Each stage is ``run_<stage>(spark, config, tables, run_id) -> StageSummary``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable, Sequence
+
+from pyspark.sql import SparkSession
+
+from carelake.config import Config
+from carelake.delta import open_tables
+from carelake.run import RunSummary, StageSummary, new_run_id
+
+log = logging.getLogger(__name__)
+
+# name -> "module:function"; imported on use so a job loads only what it runs.
+STAGES: dict[str, str] = {
+    "ingest": "carelake.ingest.stage:run_ingest",
+    "process": "carelake.process:run_process",
+    "model": "carelake.model:run_model",
+    "maintain": "carelake.model:run_maintain",
+}
+DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "model")
+
+
+def stage_function(name: str) -> Callable[..., StageSummary]:
+    """The function behind stage ``name``; a clear error listing the known stages otherwise."""
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r}: expected one of {', '.join(STAGES)}")
+    module, _, attr = STAGES[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def run_pipeline(
+    spark: SparkSession, config: Config, stages: Sequence[str] = DEFAULT_STAGES, run_id: str | None = None
+) -> RunSummary:
+    """Run ``stages`` in order; stop after a failed stage; write and return the run summary."""
+    functions = [(name, stage_function(name)) for name in stages]
+    summary = RunSummary(run_id=run_id or new_run_id(), config_file=config.source_file, root=config.root)
+    tables = open_tables(spark, config)
+    for name, function in functions:
+        log.info("stage %s: starting", name)
+        try:
+            stage = function(spark, config, tables, summary.run_id)
+        except Exception as exc:
+            # Keep the record of what ran before the error, then let the caller report it.
+            summary.stages.append(StageSummary(name, notes=[f"{type(exc).__name__}: {exc}"]).finish("error"))
+            summary.status = "error"
+            summary.write()
+            raise
+        summary.stages.append(stage)
+        if stage.status == "failed":
+            break
+    statuses = {s.status for s in summary.stages}
+    summary.status = "failed" if "failed" in statuses else "ok"
+    summary.write()
+    return summary
