@@ -1,0 +1,198 @@
+"""Write a deterministic sample landing zone for every source system in the configuration.
+
+The layout (paths, column names, value codes, date patterns, amount units, file format)
+comes from ``config.sources``; what the records mean comes from this package. Generation
+streams month by month: a month's activity is written and dropped before the next.
+"""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from carelake.config import Config, SourceEntity, SourceSystem
+from carelake.generate import activity
+from carelake.generate.defects import HEADER_ONLY, SPECS, TRUNCATED_LINE, inject
+from carelake.generate.formats import Renderer, file_name
+from carelake.generate.manifest import Defect, FileEntry, Manifest
+from carelake.generate.world import Batch, Patients, Providers
+
+# Volumes at scale 1 over twelve months.
+ENCOUNTERS_PER_YEAR = 100_000
+PROVIDERS = 2_000
+PATIENTS = 40_000
+REFERRALS_PER_YEAR = 15_000
+CRM_ACTIVITIES_PER_YEAR = 5_000
+CHANGE_EVERY_MONTHS = 3  # providers/patients change files at months 3, 6, 9 ...
+
+
+def _month(start: date, offset: int) -> tuple[date, int]:
+    """First day of the ``offset``-th month from ``start`` and its number of days."""
+    index = start.year * 12 + start.month - 1 + offset
+    first = date(index // 12, index % 12 + 1, 1)
+    return first, calendar.monthrange(first.year, first.month)[1]
+
+
+class _Writer:
+    """Renders, breaks (when asked), writes and records each file."""
+
+    def __init__(self, out: Path, config: Config, rate: float, rng: np.random.Generator,
+                 manifest: Manifest):
+        self.out = out
+        self.rate = rate
+        self.rng = rng
+        self.manifest = manifest
+        self.renderers: dict[tuple[str, str], Renderer] = {}
+        for system in config.sources.values():
+            for name, entity in system.entities.items():
+                if name not in SPECS:
+                    raise ValueError(
+                        f"sources.{system.name}.entities.{name}: no generator for this entity; "
+                        f"expected one of {', '.join(SPECS)}")
+                if SPECS[name].key not in entity.columns:
+                    raise ValueError(
+                        f"sources.{system.name}.entities.{name}.columns: expected the business key "
+                        f"{SPECS[name].key!r}, found {', '.join(entity.columns)}")
+                self.renderers[(system.name, name)] = Renderer(system, entity, SPECS[name].types)
+
+    def _save(self, system: SourceSystem, entity: SourceEntity, path: str, data: bytes, rows: int) -> None:
+        target = self.out / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        self.manifest.files.append(FileEntry(path, system.name, entity.entity, rows,
+                                             hashlib.sha256(data).hexdigest()))
+
+    def write(self, system: SourceSystem, entity_name: str, tag: str, batch: Batch) -> None:
+        """Write one file of ``entity_name`` for ``system`` tagged ``tag`` (e.g. ``2024-03``)."""
+        entity = system.entities[entity_name]
+        renderer = self.renderers[(system.name, entity_name)]
+        spec = SPECS[entity_name]
+        batch, injected, truncate = inject(batch, spec, renderer.columns, self.rate, self.rng,
+                                           truncatable=not renderer.json)
+        cells = renderer.render(batch)
+        rows = len(batch[spec.key])
+        path = file_name(entity, tag)
+        self._save(system, entity, path, renderer.to_bytes(cells, truncate_last=truncate), rows)
+        keys = cells[renderer.columns.index(spec.key)]
+        for d in injected:
+            col = renderer.columns.index(d.column) if d.column in renderer.columns else None
+            self.manifest.defects.append(Defect(
+                d.kind, system.name, entity_name, path, keys[d.row], d.column,
+                entity.columns.get(d.column) if d.column else None, d.row,
+                cells[col][d.row] if col is not None else None))
+        if truncate:
+            self.manifest.defects.append(Defect(
+                TRUNCATED_LINE, system.name, entity_name, path, keys[-1], None, None, rows - 1))
+        clean = rows - len(injected) - int(truncate)
+        self.manifest.clean_rows[entity_name] = self.manifest.clean_rows.get(entity_name, 0) + clean
+
+    def header_only(self, system: SourceSystem, entity_name: str, tag: str) -> None:
+        """Write a file with a header and no rows (a resend that lost its body)."""
+        entity = system.entities[entity_name]
+        renderer = self.renderers[(system.name, entity_name)]
+        path = file_name(entity, tag)
+        self._save(system, entity, path, renderer.to_bytes([[] for _ in renderer.columns]), 0)
+        self.manifest.defects.append(Defect(HEADER_ONLY, system.name, entity_name, path,
+                                            None, None, None, None))
+        self.manifest.clean_rows.setdefault(entity_name, 0)
+
+
+def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int = 42,
+             defect_rate: float = 0.0, start: date = date(2024, 1, 1), months: int = 12) -> Manifest:
+    """Generate ``months`` months of sample files for every configured source into ``out_dir``.
+
+    Rows grow linearly with ``scale`` (1.0: ~100k encounters, ~2k providers, ~40k patients).
+    The same ``seed``, ``scale`` and ``defect_rate`` give byte-identical files; about
+    ``defect_rate`` of each file's rows carry a recorded defect. Returns the manifest, also
+    written to ``<out_dir>/_manifest.json``.
+    """
+    if scale <= 0:
+        raise ValueError(f"scale: expected > 0, found {scale}")
+    if not 0 <= defect_rate < 1:
+        raise ValueError(f"defect_rate: expected 0 <= rate < 1, found {defect_rate}")
+    if months < 1:
+        raise ValueError(f"months: expected >= 1, found {months}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # separate streams: the clean content does not depend on the defect rate
+    data_seq, defect_seq = np.random.SeedSequence(seed).spawn(2)
+    rng, defect_rng = np.random.default_rng(data_seq), np.random.default_rng(defect_seq)
+    manifest = Manifest(parameters={"scale": scale, "seed": seed, "defect_rate": defect_rate,
+                                    "start": start.isoformat(), "months": months})
+    writer = _Writer(out, config, defect_rate, defect_rng, manifest)
+    systems = config.sources
+    hospitals = [s for s in systems.values() if "encounters" in s.entities]
+    for h in hospitals:
+        if "patients" not in h.entities:
+            raise ValueError(f"sources.{h.name}.entities: has 'encounters' but no 'patients' to refer to")
+    with_entity = {e: [s for s in systems.values() if e in s.entities] for e in SPECS}
+    weights = np.array([1.0 / (1 + 0.25 * i) for i in range(len(hospitals))])
+    weights = weights / weights.sum() if len(hospitals) else weights
+
+    providers = Providers.create(max(8, round(PROVIDERS * scale)), max(1, len(hospitals)), rng, start)
+    patients = [Patients.create(max(10, round(PATIENTS * scale * w)), i, rng, start)
+                for i, w in enumerate(weights.tolist())]
+    index = {h.name: i for i, h in enumerate(hospitals)}
+    members = {s.name: (providers.at_hospital(index[s.name]) if s.name in index else list(range(len(providers))))
+               for s in with_entity["providers"]}
+    counters = [activity.Counters() for _ in hospitals]
+    claim_seq = referral_seq = activity_seq = 0
+
+    for m in range(months):
+        month_start, days = _month(start, m)
+        tag = month_start.strftime("%Y-%m")
+        if m == 0:
+            for s in with_entity["providers"]:
+                writer.write(s, "providers", tag, providers.batch(members[s.name]))
+            for h in hospitals:
+                writer.write(h, "patients", tag, patients[index[h.name]].batch())
+        elif m % CHANGE_EVERY_MONTHS == 0:
+            changed = set(providers.change(rng, month_start, days))
+            for s in with_entity["providers"]:
+                writer.write(s, "providers", tag, providers.batch([i for i in members[s.name] if i in changed]))
+            for h in hospitals:
+                pats = patients[index[h.name]]
+                writer.write(h, "patients", tag, pats.batch(pats.change(rng, month_start, days)))
+
+        season = 1 + 0.08 * np.cos(2 * np.pi * (month_start.month - 1) / 12)  # winter peak
+        claim_inputs = []
+        for h, w in zip(hospitals, weights.tolist(), strict=True):
+            i = index[h.name]
+            n = max(1, round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season))
+            encounters, procedures, claim_input = activity.hospital_month(
+                rng, i, h.name, n, providers, patients[i], month_start, days, counters[i])
+            writer.write(h, "encounters", tag, encounters)
+            if "procedures" in h.entities:
+                writer.write(h, "procedures", tag, procedures)
+            claim_inputs.append(claim_input)
+        if with_entity["claims"]:
+            claims = activity.claims_month(rng, claim_inputs, claim_seq)
+            claim_seq += len(claims["claim_id"])
+            for s in with_entity["claims"]:
+                writer.write(s, "claims", tag, {c: list(v) for c, v in claims.items()})
+        if with_entity["referrals"] and hospitals:
+            n = max(1, round(REFERRALS_PER_YEAR * scale / 12))
+            referrals = activity.referrals_month(
+                rng, n, providers, [(h.name, patients[index[h.name]]) for h in hospitals],
+                month_start, days, referral_seq)
+            referral_seq += n
+            for s in with_entity["referrals"]:
+                writer.write(s, "referrals", tag, {c: list(v) for c, v in referrals.items()})
+        if with_entity["crm_activity"]:
+            n = max(1, round(CRM_ACTIVITIES_PER_YEAR * scale / 12))
+            crm = activity.crm_month(rng, n, providers, month_start, days, activity_seq)
+            activity_seq += n
+            for s in with_entity["crm_activity"]:
+                writer.write(s, "crm_activity", tag, {c: list(v) for c, v in crm.items()})
+
+    if defect_rate > 0:
+        csv_hospitals = [h for h in hospitals if h.format == "csv"]
+        if csv_hospitals:
+            month_start, _ = _month(start, months // 2)
+            writer.header_only(csv_hospitals[0], "encounters", month_start.strftime("%Y-%m") + "-resend")
+    manifest.write(out)
+    return manifest
