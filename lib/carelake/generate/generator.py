@@ -77,13 +77,15 @@ class _Writer:
         rows = len(batch[spec.key])
         path = file_name(entity, tag)
         self._save(system, entity, path, renderer.to_bytes(cells, truncate_last=truncate), rows)
-        keys = cells[renderer.columns.index(spec.key)]
+        # an empty CSV cell is a null: record it as None like a JSON null
+        keys = [k if k != "" else None for k in cells[renderer.columns.index(spec.key)]]
         for d in injected:
             col = renderer.columns.index(d.column) if d.column in renderer.columns else None
+            value = cells[col][d.row] if col is not None else None
             self.manifest.defects.append(Defect(
                 d.kind, system.name, entity_name, path, keys[d.row], d.column,
                 entity.columns.get(d.column) if d.column else None, d.row,
-                cells[col][d.row] if col is not None else None))
+                value if value != "" else None))
         if truncate:
             self.manifest.defects.append(Defect(
                 TRUNCATED_LINE, system.name, entity_name, path, keys[-1], None, None, rows - 1))
@@ -152,8 +154,11 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
                 writer.write(h, "patients", tag, patients[index[h.name]].batch())
         elif m % CHANGE_EVERY_MONTHS == 0:
             changed = set(providers.change(rng, month_start, days))
+            # a system none of whose records changed gets no change file that month
             for s in with_entity["providers"]:
-                writer.write(s, "providers", tag, providers.batch([i for i in members[s.name] if i in changed]))
+                rows = [i for i in members[s.name] if i in changed]
+                if rows:
+                    writer.write(s, "providers", tag, providers.batch(rows))
             for h in hospitals:
                 pats = patients[index[h.name]]
                 writer.write(h, "patients", tag, pats.batch(pats.change(rng, month_start, days)))
