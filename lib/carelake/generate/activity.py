@@ -196,16 +196,21 @@ def referrals_month(rng: np.random.Generator, n: int, providers: Providers,
     weight = providers.volume * np.where(primary, 3.0, 1.0) * np.where(providers.active, 1.0, 0.02)
     referring = _choose(rng, every, weight, n)
     by_employer: dict[str, list[int]] = {}
+    position = []  # of each provider within its employer's list
     for i, e in enumerate(providers.employer_id):
-        by_employer.setdefault(e, []).append(i)
+        position.append(len(by_employer.setdefault(e, [])))
+        by_employer[e].append(i)
     anyone = _choose(rng, every, providers.volume, n).tolist()
     in_network = (rng.random(n) < 0.7).tolist()
     pick = rng.random(n).tolist()
     referred = []
     for r, other, inside, u in zip(referring.tolist(), anyone, in_network, pick, strict=True):
-        colleagues = [c for c in by_employer[providers.employer_id[r]] if c != r]
-        referred.append(colleagues[int(u * len(colleagues))] if inside and colleagues else
-                        (other if other != r else (r + 1) % len(providers)))
+        colleagues = by_employer[providers.employer_id[r]]
+        if inside and len(colleagues) > 1:
+            k = int(u * (len(colleagues) - 1))
+            referred.append(colleagues[k + 1 if k >= position[r] else k])  # never the referrer
+        else:
+            referred.append(other if other != r else (r + 1) % len(providers))
     same = np.array([providers.employer_id[a] == providers.employer_id[b] for a, b in zip(referring.tolist(), referred, strict=True)])
     status = np.where(same, rng.choice(4, size=n, p=[0.65, 0.2, 0.12, 0.03]),
                       rng.choice(4, size=n, p=[0.3, 0.08, 0.07, 0.55]))

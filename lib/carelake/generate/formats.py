@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from pathlib import PurePosixPath
 from typing import Any
@@ -112,32 +112,34 @@ class Renderer:
         text = f"{sign}{whole}.{frac:02d}"
         return float(text) if self.json else text
 
-    def render_column(self, column: str, values: Sequence[Any]) -> list[Any]:
-        """One column of typed values as the cells written to the file."""
+    def _cell_writer(self, column: str) -> Callable[[Any], Any] | None:
+        """The function turning one non-null typed value of ``column`` into a cell (None: as is)."""
         kind = self.types[column]
         codes = self.codes.get(column)
-        out: list[Any] = []
-        for v in values:
-            if v is None:
-                out.append(None if self.json else "")
-            elif isinstance(v, Raw):
-                out.append(str(v))
-            elif codes is not None:
-                key = ("true" if v else "false") if kind == "bool" else str(v)
-                out.append(codes.get(key, key))
-            elif kind == "date":
-                out.append(self._date(v))
-            elif kind == "ts":
-                out.append(v.strftime(self.ts_fmt))
-            elif kind == "amount":
-                out.append(self._amount(v))
-            elif kind == "bool":
-                out.append(v if self.json else ("true" if v else "false"))
-            elif kind == "int":
-                out.append(v if self.json else str(v))
-            else:
-                out.append(v)
-        return out
+        if codes is not None:
+            if kind == "bool":
+                return lambda v: codes.get("true" if v else "false", "true" if v else "false")
+            return lambda v: codes.get(str(v), str(v))
+        if kind == "date":
+            return self._date
+        if kind == "ts":
+            fmt = self.ts_fmt
+            return lambda v: v.strftime(fmt)
+        if kind == "amount":
+            return self._amount
+        if self.json:
+            return None
+        if kind == "bool":
+            return lambda v: "true" if v else "false"
+        return str if kind == "int" else None
+
+    def render_column(self, column: str, values: Sequence[Any]) -> list[Any]:
+        """One column of typed values as the cells written to the file."""
+        null = None if self.json else ""
+        write = self._cell_writer(column)
+        if write is None:
+            return [null if v is None else v for v in values]
+        return [null if v is None else (str(v) if type(v) is Raw else write(v)) for v in values]
 
     def render(self, batch: dict[str, list[Any]]) -> list[list[Any]]:
         """A batch as rendered columns, in the configured column order."""
