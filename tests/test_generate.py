@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from carelake.config import Config, load_config
-from carelake.generate import MANIFEST_NAME, Manifest, generate
+from carelake.generate import DEFECT_KINDS, MANIFEST_NAME, Manifest, generate
 from carelake.generate.formats import spark_to_strftime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -306,7 +306,7 @@ def test_defects_cover_every_kind_at_about_the_rate(broken) -> None:
     counts = manifest.defect_counts()
     assert sum(counts.values()) == len(manifest.defects)
     kinds = {k for _, k in counts}
-    assert kinds == {"invalid_npi", "null_key", "duplicate", "conflicting_duplicate",
+    assert kinds == set(DEFECT_KINDS) == {"invalid_npi", "null_key", "duplicate", "conflicting_duplicate",
                      "unparseable_date", "future_date", "unparseable_amount", "negative_amount",
                      "paid_gt_billed", "discharge_before_admit", "unknown_code",
                      "orphan_reference", "truncated_line", "header_only"}

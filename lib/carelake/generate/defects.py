@@ -35,6 +35,12 @@ ORPHAN = "orphan_reference"
 TRUNCATED_LINE = "truncated_line"
 HEADER_ONLY = "header_only"
 
+DEFECT_KINDS = (
+    INVALID_NPI, NULL_KEY, DUPLICATE, CONFLICTING_DUPLICATE, BAD_DATE, FUTURE_DATE, BAD_AMOUNT,
+    NEGATIVE_AMOUNT, PAID_GT_BILLED, DISCHARGE_BEFORE_ADMIT, UNKNOWN_CODE, ORPHAN,
+    TRUNCATED_LINE, HEADER_ONLY,
+)
+
 BAD_DATES = ("N/A", "2024-02-30", "31/31/2024", "00000000", "yesterday")
 BAD_AMOUNTS = ("12,3a", "$1,2O0.00", "abc", "1.2.3")
 FUTURE_YEAR = 2099
@@ -154,7 +160,7 @@ def orphan_id(value: str) -> str:
 def invalid_npi(npi: str, variant: int) -> str:
     """A broken NPI: wrong check digit, 9 digits, or letters inside."""
     if variant == 0:
-        return npi[:9] + str((int(npi[9]) + 1 + variant % 9) % 10)
+        return npi[:9] + str((int(npi[9]) + 1) % 10)
     if variant == 1:
         return npi[:9]
     return npi[:4] + "AB" + npi[6:]

@@ -44,7 +44,11 @@ class Defect:
 
 @dataclass
 class Manifest:
-    """What :func:`carelake.generate.generate` wrote; saved as ``<out_dir>/_manifest.json``."""
+    """What :func:`carelake.generate.generate` wrote; saved as ``<out_dir>/_manifest.json``.
+
+    ``clean_rows`` counts, per entity, the written rows that carry no defect: original rows
+    of duplicates count, the inserted copies and every broken or truncated row do not.
+    """
 
     parameters: dict[str, Any]
     files: list[FileEntry] = field(default_factory=list)
