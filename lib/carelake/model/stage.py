@@ -1,0 +1,220 @@
+"""The model stage: processed tables -> SCD2 dimensions, ``dim_date`` and partitioned facts.
+
+Incremental: a processed row is new when its ``_batch_id`` is not yet in ``curated/_model_batches``
+(the batches the model has consumed, per entity). Only new rows are modelled; the consumed
+batches are logged last, so a run that fails half-way is redone whole next time — every write
+here is idempotent (SCD2 re-plans to nothing, fact partitions are replaced with the same rows).
+A run with no new batches writes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from functools import reduce
+from typing import TYPE_CHECKING
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType, TimestampType
+
+from carelake.config import Config
+from carelake.delta.scd2 import apply_scd2
+from carelake.model.dim_date import DEFAULT_FISCAL_START_MONTH, build_dim_date, date_span
+from carelake.model.dimensions import dimension_spec, patient_updates, provider_updates
+from carelake.model.facts import (
+    FACTS,
+    NPI_BUCKET,
+    PARTITION_COLUMNS,
+    SERVICE_MONTH,
+    build_fact_claim,
+    build_fact_encounter,
+    build_fact_procedure,
+    build_fact_referral,
+    replace_partitions,
+    touched_partitions,
+    version_lookup,
+)
+from carelake.run import StageSummary
+from carelake.sources.canonical import canonical_schema
+from carelake.storage import table_uri
+
+if TYPE_CHECKING:
+    from carelake.delta import CommitResult, DeltaTables
+
+log = logging.getLogger(__name__)
+
+MODEL_BATCHES_TABLE = "_model_batches"
+MODEL_INPUTS = ("providers", "patients", "encounters", "procedures", "claims", "referrals")
+BATCH_LOG_SCHEMA = StructType(
+    [
+        StructField("entity", StringType()),
+        StructField("batch_id", StringType()),
+        StructField("run_id", StringType()),
+        StructField("consumed_at", TimestampType()),
+    ]
+)
+EVENT_DATES = {
+    "fact_encounter": "admit_date", "fact_procedure": "procedure_date",
+    "fact_claim": "service_date", "fact_referral": "referral_date",
+}
+
+
+def upsert_fact(
+    tables: DeltaTables, uri: str, batch: DataFrame, business_key: list[str],
+    commit_metadata: dict[str, str] | None = None,
+) -> CommitResult | None:
+    """Merge-upsert fact rows by business key, rewriting only the partitions the batch touches.
+
+    The touched (``service_month``, ``npi_bucket``) pairs are collected (a short list), those
+    partitions of the table are read, combined with the batch (batch rows win) and written back
+    with ``replace_where`` on exactly the months and buckets read. ``replace_where`` takes the
+    product of the listed months and buckets, so that product is what is read and rewritten.
+    Returns ``None`` for an empty batch (nothing committed).
+    """
+    batch = batch.localCheckpoint(eager=True)  # read three times below; compute it once
+    if batch.isEmpty():
+        return None
+    partition_by = list(PARTITION_COLUMNS)
+    if not tables.exists(uri):
+        return tables.write(batch, uri, mode="append", partition_by=partition_by, commit_metadata=commit_metadata)
+    current = tables.read(uri, version=tables.version(uri))
+    touched = touched_partitions(batch, current.select(*business_key, *PARTITION_COLUMNS), business_key).collect()
+    months = sorted({r[SERVICE_MONTH] for r in touched})
+    buckets = sorted({r[NPI_BUCKET] for r in touched})
+    in_scope = current.where(F.col(SERVICE_MONTH).isin(months) & F.col(NPI_BUCKET).isin(buckets))
+    return tables.write(
+        replace_partitions(in_scope, batch, business_key),
+        uri,
+        mode="overwrite",
+        partition_by=partition_by,
+        replace_where={SERVICE_MONTH: months, NPI_BUCKET: buckets},
+        commit_metadata=commit_metadata,
+    )
+
+
+def _consumed(spark: SparkSession, tables: DeltaTables, log_uri: str) -> DataFrame:
+    if tables.exists(log_uri):
+        return tables.read(log_uri).select("entity", "batch_id")
+    return spark.createDataFrame([], BATCH_LOG_SCHEMA).select("entity", "batch_id")
+
+
+def _record(summary: StageSummary, table: str, uri: str, rows_in: int, result: CommitResult | None,
+            tables: DeltaTables) -> None:
+    counts = summary.counts(table)
+    counts.rows_in = counts.rows_valid = rows_in
+    if result is not None:
+        counts.rows_written = result.rows_inserted + result.rows_updated
+    counts.delta_version = result.version if result is not None else (tables.version(uri) if tables.exists(uri) else None)
+    if result is not None:
+        summary.tables[uri] = result.version
+
+
+def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str) -> StageSummary:
+    """Model the processed batches not yet consumed; returns the ``model`` stage summary.
+
+    Per table: rows_in = rows_valid = rows modelled from the new batches (dimension updates or
+    fact rows), rows_written = rows the commit inserted or updated, delta_version = the table's
+    version after the run. Status ``nothing-to-do`` when no processed batch is new.
+    """
+    summary = StageSummary("model")
+    meta = {"carelake.run_id": run_id, "carelake.stage": "model"}
+    curated = {name: table_uri(config, "curated", name) for name in (*FACTS, "dim_provider", "dim_patient", "dim_date")}
+    log_uri = table_uri(config, "curated", MODEL_BATCHES_TABLE)
+    consumed = _consumed(spark, tables, log_uri)
+
+    full: dict[str, DataFrame] = {}
+    new: dict[str, DataFrame] = {}
+    new_batches: list[tuple[str, str]] = []
+    for entity in MODEL_INPUTS:
+        uri = table_uri(config, "processed", entity)
+        if not tables.exists(uri):
+            full[entity] = new[entity] = spark.createDataFrame([], canonical_schema(entity))
+            summary.notes.append(f"{entity}: no processed table at {uri} yet")
+            continue
+        # Pin one version so the batches listed and the rows read agree.
+        full[entity] = tables.read(uri, version=tables.version(uri))
+        batches = [
+            r["_batch_id"]
+            for r in full[entity].select("_batch_id").distinct()
+            .join(consumed.where(F.col("entity") == entity), on=F.col("_batch_id").eqNullSafe(F.col("batch_id")), how="left_anti")
+            .collect()
+        ]
+        new_batches.extend((entity, b) for b in batches)
+        new[entity] = full[entity].where(F.col("_batch_id").isin(batches) if batches else F.lit(False))
+    if not new_batches:
+        summary.notes.append("no new processed batches")
+        return summary.finish("nothing-to-do")
+    log.info("model: %d new processed batch(es)", len(new_batches))
+
+    for dim, entity, prepare in (("dim_provider", "providers", provider_updates), ("dim_patient", "patients", patient_updates)):
+        spec = dimension_spec(config, dim)
+        updates = prepare(full[entity] if spec.snapshot else new[entity])
+        result = apply_scd2(tables, curated[dim], updates, spec, commit_metadata=meta)
+        _record(summary, dim, curated[dim], updates.count(), result, tables)
+
+    lookups = {
+        dim: version_lookup(tables.read(curated[dim]), key, sk)
+        if tables.exists(curated[dim])
+        else version_lookup(spark.createDataFrame([], f"{key} string, valid_from timestamp, valid_to timestamp, {sk} bigint"), key, sk)
+        for dim, key, sk in (("dim_provider", "npi", "provider_sk"), ("dim_patient", "patient_key", "patient_sk"))
+    }
+    providers, patients = lookups["dim_provider"], lookups["dim_patient"]
+    buckets = config.npi_buckets
+
+    # An encounter's cost and patient come from other tables: rebuild encounters whose procedures
+    # are new, and procedures whose encounter is new.
+    encounter_keys = new["encounters"].select("encounter_key").unionByName(new["procedures"].select("encounter_key"))
+    encounters = full["encounters"].join(encounter_keys, "encounter_key", "left_semi")
+    procedures_new = new["procedures"].unionByName(
+        full["procedures"].join(new["encounters"].select("encounter_key"), "encounter_key", "left_semi")
+    ).dropDuplicates(["procedure_key"])
+    batches = {
+        "fact_encounter": build_fact_encounter(
+            encounters, full["procedures"].join(encounter_keys, "encounter_key", "left_semi"), providers, patients, buckets
+        ),
+        "fact_procedure": build_fact_procedure(
+            procedures_new, full["encounters"].join(procedures_new.select("encounter_key"), "encounter_key", "left_semi"),
+            providers, patients, buckets,
+        ),
+        "fact_claim": build_fact_claim(new["claims"], providers, patients, buckets),
+        "fact_referral": build_fact_referral(new["referrals"], providers, patients, buckets),
+    }
+    event_dates = []
+    for name, batch in batches.items():
+        batch = batch.localCheckpoint(eager=True)
+        result = upsert_fact(tables, curated[name], batch, list(FACTS[name].business_key), commit_metadata=meta)
+        _record(summary, name, curated[name], batch.count(), result, tables)
+        event_dates.append(batch.select(F.col(EVENT_DATES[name]).alias("date")))
+
+    _rebuild_dim_date(spark, config, tables, curated["dim_date"], reduce(DataFrame.unionByName, event_dates), summary, meta)
+
+    log_rows = [(entity, batch_id, run_id, datetime.now(timezone.utc)) for entity, batch_id in new_batches]
+    result = tables.write(spark.createDataFrame(log_rows, BATCH_LOG_SCHEMA), log_uri, mode="append", commit_metadata=meta)
+    summary.tables[log_uri] = result.version
+    summary.notes.insert(0, f"{len(new_batches)} new processed batch(es) modelled")
+    return summary.finish()
+
+
+def _rebuild_dim_date(
+    spark: SparkSession, config: Config, tables: DeltaTables, uri: str, event_dates: DataFrame,
+    summary: StageSummary, meta: dict[str, str],
+) -> None:
+    """Overwrite ``dim_date`` when the events reach outside the years it covers; else leave it."""
+    dates = event_dates
+    if tables.exists(uri):
+        dates = dates.unionByName(tables.read(uri).select("date"))
+    span = date_span(dates, "date").collect()[0]
+    counts = summary.counts("dim_date")
+    if span["start_date"] is None:
+        return
+    if tables.exists(uri):
+        have = tables.read(uri).agg(F.min("date").alias("lo"), F.max("date").alias("hi")).collect()[0]
+        if (have["lo"], have["hi"]) == (span["start_date"], span["end_date"]):
+            counts.delta_version = tables.version(uri)
+            return
+    fiscal_start = int(config.section("model").get("fiscal_year_start_month", DEFAULT_FISCAL_START_MONTH))
+    dim_date = build_dim_date(spark.createDataFrame([tuple(span)], "start_date date, end_date date"), fiscal_start)
+    result = tables.write(dim_date, uri, mode="overwrite", commit_metadata=meta)
+    counts.rows_in = counts.rows_valid = counts.rows_written = dim_date.count()
+    counts.delta_version = summary.tables[uri] = result.version
