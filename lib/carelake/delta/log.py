@@ -1,0 +1,193 @@
+"""Delta log access through delta-rs: open a table, list its files, commit written files.
+
+Never materialise data through delta-rs here (``to_pyarrow_table`` / ``to_pandas`` abort the
+process at exit on these machines): data files are read with pyarrow from the file list.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+import pyarrow as pa
+from deltalake import CommitProperties, DeltaTable, Field
+from deltalake.exceptions import CommitFailedError
+from deltalake.exceptions import TableNotFoundError as RsTableNotFoundError
+from deltalake.transaction import AddAction, create_table_with_add_actions
+from pyspark.sql.types import StructType
+
+from carelake.delta.errors import DeltaConflictError, SchemaMismatchError, TableNotFoundError
+from carelake.delta.files import DataFile
+from carelake.delta.types import (
+    delta_schema_from_spark,
+    format_partition_value,
+    nullable,
+    spark_schema_from_delta,
+)
+
+WRITE_ID_KEY = "carelake.write_id"
+METRICS_KEY = "carelake.metrics"
+
+
+def table_exists(uri: str, options: dict[str, str]) -> bool:
+    """True when a Delta log exists at ``uri``."""
+    return DeltaTable.is_deltatable(uri, storage_options=options or None)
+
+
+def open_table(uri: str, options: dict[str, str], version: int | None = None) -> DeltaTable:
+    """The delta-rs table at ``uri`` (at ``version``), or :class:`TableNotFoundError`."""
+    try:
+        return DeltaTable(uri, version=version, storage_options=options or None)
+    except RsTableNotFoundError as exc:
+        raise TableNotFoundError(uri, str(exc).splitlines()[0]) from exc
+
+
+def add_actions(table: DeltaTable) -> list[dict[str, Any]]:
+    """The table's live files: path, size, partition_values, num_records, stats columns."""
+    partition_columns = table.metadata().partition_columns
+    rows = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    files = []
+    for row in rows:
+        files.append(
+            {
+                "path": row["path"],
+                "size": row["size_bytes"],
+                "partition_values": {
+                    c: format_partition_value(row.get(f"partition.{c}")) for c in partition_columns
+                },
+                "num_records": row.get("num_records"),
+                "modification_time": row.get("modification_time"),
+                "min": {k[4:]: v for k, v in row.items() if k.startswith("min.")},
+                "max": {k[4:]: v for k, v in row.items() if k.startswith("max.")},
+            }
+        )
+    return files
+
+
+def file_uri(table_uri: str, path: str) -> str:
+    """The location of a log path: absolute paths stay, relative ones join the table URI."""
+    decoded = unquote(path)
+    if "://" in decoded or decoded.startswith("/"):
+        return decoded
+    return f"{table_uri.rstrip('/')}/{decoded}"
+
+
+@dataclass
+class WriteRequest:
+    """What a data source write asks the log to commit (everything but the files)."""
+
+    uri: str
+    mode: str
+    schema: StructType
+    partition_by: list[str] | None
+    replace_where: dict[str, list[str | None]] | None
+    schema_mode: str | None
+    commit_metadata: dict[str, str]
+    write_id: str
+    read_version: int | None
+    storage_options: dict[str, str]
+
+
+def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
+    """Commit ``files`` as ONE Delta transaction: create, append, overwrite or replace partitions.
+
+    Conflicting concurrent commits raise :class:`DeltaConflictError`; appends that do not
+    conflict are retried by delta-rs so nothing is lost.
+    """
+    adds = [
+        AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats)
+        for f in files
+    ]
+    rows = sum(f.num_records for f in files)
+    schema = nullable(request.schema)
+    try:
+        if not table_exists(request.uri, request.storage_options):
+            metadata = _metadata(request, len(adds), 0, rows)
+            create_table_with_add_actions(
+                request.uri,
+                delta_schema_from_spark(schema),
+                adds,
+                mode="error",
+                partition_by=request.partition_by or None,
+                storage_options=request.storage_options or None,
+                commit_properties=CommitProperties(custom_metadata=metadata),
+            )
+            return
+        table = open_table(request.uri, request.storage_options, request.read_version)
+        partition_by = _check_partitioning(request, table)
+        table_schema = _evolve_schema(request, table, schema)
+        removed = _files_replaced(request, table) if request.mode == "overwrite" else 0
+        filters = (
+            [(c, "in", [v for v in values]) for c, values in request.replace_where.items()]
+            if request.replace_where
+            else None
+        )
+        table.create_write_transaction(
+            adds,
+            request.mode,
+            table_schema,
+            partition_by,
+            filters,
+            commit_properties=CommitProperties(custom_metadata=_metadata(request, len(adds), removed, rows)),
+        )
+    except CommitFailedError as exc:
+        raise DeltaConflictError(request.uri, str(exc).splitlines()[0]) from exc
+
+
+def _metadata(request: WriteRequest, added: int, removed: int, rows: int) -> dict[str, Any]:
+    metrics = {"files_added": added, "files_removed": removed, "rows_inserted": rows}
+    return {
+        **request.commit_metadata,
+        WRITE_ID_KEY: request.write_id,
+        METRICS_KEY: json.dumps(metrics),
+    }
+
+
+def _check_partitioning(request: WriteRequest, table: DeltaTable) -> list[str]:
+    existing = list(table.metadata().partition_columns)
+    if request.partition_by is not None and list(request.partition_by) != existing:
+        raise SchemaMismatchError(
+            f"partition_by {request.partition_by} does not match the partitioning {existing} "
+            f"of the existing table {request.uri}"
+        )
+    return existing
+
+
+def _evolve_schema(request: WriteRequest, table: DeltaTable, incoming: StructType) -> Any:
+    """The table schema to commit with, after adding new columns when ``schema_mode`` is merge."""
+    current = spark_schema_from_delta(table.schema())
+    known = {f.name: f for f in current.fields}
+    new_fields = [f for f in incoming.fields if f.name not in known]
+    changed = [
+        f"{f.name}: table {known[f.name].dataType.simpleString()}, incoming {f.dataType.simpleString()}"
+        for f in incoming.fields
+        if f.name in known and known[f.name].dataType != f.dataType
+    ]
+    if changed:
+        raise SchemaMismatchError(f"column types differ from the table {request.uri}: {'; '.join(changed)}")
+    if new_fields and request.schema_mode != "merge":
+        raise SchemaMismatchError(
+            f"columns {[f.name for f in new_fields]} are not in the table {request.uri} "
+            f"(columns {list(known)}); write with schema_mode='merge' to add them"
+        )
+    if new_fields:
+        delta_fields = delta_schema_from_spark(StructType(new_fields)).fields
+        table.alter.add_columns(
+            [Field(f.name, f.type, nullable=True) for f in delta_fields],
+            commit_properties=CommitProperties(custom_metadata={**request.commit_metadata}),
+        )
+        table.update_incremental()
+    return table.schema()
+
+
+def _files_replaced(request: WriteRequest, table: DeltaTable) -> int:
+    files = add_actions(table)
+    if not request.replace_where:
+        return len(files)
+    return sum(
+        1
+        for f in files
+        if all(f["partition_values"].get(c) in set(v) for c, v in request.replace_where.items())
+    )
