@@ -99,12 +99,11 @@ def _consumed(spark: SparkSession, tables: DeltaTables, log_uri: str) -> DataFra
     return spark.createDataFrame([], BATCH_LOG_SCHEMA).select("entity", "batch_id")
 
 
-def _record(summary: StageSummary, table: str, uri: str, rows_in: int, result: CommitResult | None,
-            tables: DeltaTables) -> None:
+def _record(summary: StageSummary, table: str, uri: str, rows_in: int, rows_written: int,
+            result: CommitResult | None, tables: DeltaTables) -> None:
     counts = summary.counts(table)
     counts.rows_in = counts.rows_valid = rows_in
-    if result is not None:
-        counts.rows_written = result.rows_inserted + result.rows_updated
+    counts.rows_written = rows_written if result is not None else 0
     counts.delta_version = result.version if result is not None else (tables.version(uri) if tables.exists(uri) else None)
     if result is not None:
         summary.tables[uri] = result.version
@@ -151,7 +150,8 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
         spec = dimension_spec(config, dim)
         updates = prepare(full[entity] if spec.snapshot else new[entity])
         result = apply_scd2(tables, curated[dim], updates, spec, commit_metadata=meta)
-        _record(summary, dim, curated[dim], updates.count(), result, tables)
+        written = (result.rows_inserted or 0) + (result.rows_updated or 0) if result is not None else 0
+        _record(summary, dim, curated[dim], updates.count(), written, result, tables)
 
     lookups = {
         dim: version_lookup(tables.read(curated[dim]), key, sk)
@@ -184,7 +184,8 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     for name, batch in batches.items():
         batch = batch.localCheckpoint(eager=True)
         result = upsert_fact(tables, curated[name], batch, list(FACTS[name].business_key), commit_metadata=meta)
-        _record(summary, name, curated[name], batch.count(), result, tables)
+        rows = batch.count()
+        _record(summary, name, curated[name], rows, rows, result, tables)
         event_dates.append(batch.select(F.col(EVENT_DATES[name]).alias("date")))
 
     _rebuild_dim_date(spark, config, tables, curated["dim_date"], reduce(DataFrame.unionByName, event_dates), summary, meta)
