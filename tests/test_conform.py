@@ -6,7 +6,6 @@ import hashlib
 from datetime import date, datetime
 from decimal import Decimal
 
-import pytest
 import yaml
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
@@ -178,11 +177,12 @@ def test_raw_payload_keeps_the_source_columns(spark, base_config):
     assert payload["npi_num"] == "12" and payload["active_flag"] == "1" and "_corrupt_record" in payload
 
 
-def test_missing_raw_column_names_system_entity_and_column(spark, base_config):
-    system = base_config.sources["hospital_a"]
-    raw = raw_frame(spark, system, "providers", [{"provider_npi": "1234567893"}]).drop("practice_zip")
-    with pytest.raises(ValueError, match=r"sources\.hospital_a\.entities\.providers.*practice_zip"):
-        conform(raw, system, "providers")
+def test_source_column_no_file_has_sent_reads_as_null(spark, base_config):
+    system = base_config.sources["hospital_c"]
+    raw = raw_frame(spark, system, "providers", [{"NPI_NUM": "1234567893", "ACTIVE_FLAG": "0"}]).drop("specialty_desc")
+    actual = canonical_columns(conform(raw, system, "providers"), "providers").select("npi", "specialty", "active")
+    want = spark.createDataFrame([("1234567893", None, False)], "npi string, specialty string, active boolean")
+    assert_df_equality(actual, want, ignore_row_order=True, ignore_nullable=True)
 
 
 FOURTH_HOSPITAL = """

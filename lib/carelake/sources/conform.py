@@ -103,18 +103,12 @@ def _clean_string(name: str, text: Column) -> Column:
     return text
 
 
-def _require_columns(raw: DataFrame, needed: dict[str, str], where: str) -> None:
-    present = {c.lower() for c in raw.columns}
-    missing = [f"{raw_col} (source {src!r})" for raw_col, src in needed.items() if raw_col not in present]
-    if missing:
-        raise ValueError(f"{where}: raw table lacks expected columns {', '.join(missing)}; found {sorted(present)}")
-
-
 def conform(raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
     """Conform ``system``'s rows of ``entity`` in the raw table ``raw``.
 
     In: the raw table of ``entity`` (all source columns as strings, ``_source_system``,
     ``_source_file``, ``_ingested_at``, ``_batch_id``, optionally ``_corrupt_record``).
+    Source columns absent from ``raw`` (never sent by any file yet) read as null.
     Out: only the rows of ``system``, as the canonical schema of ``entity`` (lineage last)
     followed by ``_raw_<col>`` for every typed column, ``_raw_payload`` and ``_corrupt_record``.
     Strings are trimmed (empty -> null), value codes mapped, NPIs stripped of spaces and
@@ -127,15 +121,17 @@ def conform(raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
     mapping = system.entities[entity]
     schema = canonical_schema(entity)
     source_of = {canonical: raw_column_name(source) for canonical, source in mapping.columns.items()}
-    _require_columns(raw, {raw_col: mapping.columns[c] for c, raw_col in source_of.items()}, where)
+    # A column no file of this source has carried yet is absent from the raw table: null.
+    present = set(raw.columns)
+    source_col = {c: F.col(r) if r in present else F.lit(None).cast(StringType()) for c, r in source_of.items()}
 
     rows = raw.where(F.col("_source_system") == F.lit(system.name))
 
     # Pass 1: trimmed, value-mapped, cleaned source text under canonical names.
     string_columns = {f.name for f in schema.fields if isinstance(f.dataType, StringType)}
     text: dict[str, Column] = {}
-    for canonical, raw_col in source_of.items():
-        value = F.nullif(F.trim(F.col(raw_col)), F.lit(""))
+    for canonical, column in source_col.items():
+        value = F.nullif(F.trim(column), F.lit(""))
         codes = mapping.values.get(canonical)
         if codes:
             lookup = F.create_map(*(F.lit(part) for pair in codes.items() for part in pair))
@@ -144,7 +140,7 @@ def conform(raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
     corrupt = F.col(CORRUPT_RECORD) if CORRUPT_RECORD in raw.columns else F.lit(None).cast(StringType())
     # Nulls kept in the payload: an empty field is part of what was received.
     payload = F.to_json(
-        F.struct(*(F.col(c).alias(c) for c in dict.fromkeys(source_of.values())), corrupt.alias(CORRUPT_RECORD)),
+        F.struct(*(source_col[c].alias(r) for r, c in {r: c for c, r in source_of.items()}.items()), corrupt.alias(CORRUPT_RECORD)),
         {"ignoreNullFields": "false"},
     )
     staged = rows.select(
