@@ -17,10 +17,11 @@ from pyspark.sql.types import ArrayType, StringType, StructField, StructType, Ti
 
 from carelake.quality.rules import FAILED_RULES
 from carelake.sources.canonical import BUSINESS_KEYS, LINEAGE_COLUMNS, canonical_schema
-from carelake.sources.conform import RAW_PAYLOAD
+from carelake.sources.conform import CORRUPT_RECORD, RAW_PAYLOAD
 
 DUPLICATE = "_duplicate"  # null: kept; "exact": same key and content; "conflict": same key, lost to a later version
 DEFAULT_MAX_QUARANTINE_RATE = 0.25
+SOURCE_NOT_CONFIGURED = "source_not_configured"  # a raw row whose source system has no mapping for the entity
 
 QUARANTINE_SCHEMA = StructType(
     [
@@ -45,6 +46,22 @@ def valid_rows(checked: DataFrame) -> DataFrame:
 def failed_rows(checked: DataFrame) -> DataFrame:
     """Rows that failed at least one rule."""
     return checked.where(F.size(F.col(FAILED_RULES)) > 0)
+
+
+def unconfigured_rows(raw: DataFrame, systems: list[str]) -> DataFrame:
+    """Raw rows of a source system with no mapping for this entity, as failed rows.
+
+    In: raw rows (source columns plus raw metadata). Out: lineage, ``_failed_rules`` =
+    ``["source_not_configured"]`` and ``_raw_payload`` (every non-metadata column), ready for
+    :func:`quarantine_records`, so that such rows are counted rather than silently dropped.
+    """
+    payload = [F.col(c) for c in raw.columns if not c.startswith("_") or c == CORRUPT_RECORD]
+    configured = F.coalesce(F.col("_source_system").isin(systems), F.lit(False))
+    return raw.where(~configured).select(
+        *(F.col(c) for c in LINEAGE_COLUMNS),
+        F.array(F.lit(SOURCE_NOT_CONFIGURED)).alias(FAILED_RULES),
+        F.to_json(F.struct(*payload), {"ignoreNullFields": "false"}).alias(RAW_PAYLOAD),
+    )
 
 
 def quarantine_records(failed: DataFrame, entity: str, run_id: str) -> DataFrame:

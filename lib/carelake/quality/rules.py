@@ -21,6 +21,8 @@ Rule names (stable; they are what ``_failed_rules`` and ``processed/_quarantine.
 ``value_out_of_range:<col>``     a number outside its allowed range (satisfaction 1..5)
 ``code_invalid:<col>``           a code that does not have its code system's shape
 ``orphan:<col>``                 a reference to a row that is not in the processed table it names
+``source_not_configured``        the raw row's source system has no mapping for the entity
+                                 (set by ``carelake.quality.quarantine.unconfigured_rows``)
 """
 
 from __future__ import annotations

@@ -1,0 +1,217 @@
+"""The process stage: raw batches -> conformed, validated, de-duplicated ``processed/<entity>``.
+
+Per entity, in dependency order (``ENTITY_ORDER``): read only the raw batches not yet
+processed, conform every configured source system, apply the row rules and the referential
+rules (against the processed tables, which by then hold this run's valid rows of the entities
+referenced), quarantine failing rows, drop duplicates, validate the result with the entity's
+Great Expectations suite, merge it by business key, then record the batches as processed.
+
+Tables written: ``processed/<entity>`` (merge), ``processed/_quarantine`` (append),
+``processed/_batches`` (append: entity, batch_id, rows, run_id, processed_at). GX results go
+to ``<root>/_runs/<run_id>/gx/<entity>.json`` and data docs to ``<root>/_quality/data_docs``.
+
+Config read (section ``quality``): ``max_quarantine_rate`` (default 0.25),
+``entities.<entity>.max_quarantine_rate``, and ``great_expectations`` (default true).
+A breached quarantine rate or a failed suite makes the stage ``failed``; valid rows are
+written either way.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from datetime import datetime, timezone
+from functools import reduce
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
+
+from carelake.config import Config
+from carelake.delta import DeltaTables
+from carelake.quality.gx import SuiteOutcome, SuiteRunner
+from carelake.quality.quarantine import (
+    DUPLICATE,
+    failed_rows,
+    mark_duplicates,
+    max_quarantine_rate,
+    quarantine_records,
+    unconfigured_rows,
+    valid_rows,
+)
+from carelake.quality.rules import (
+    ENTITY_ORDER,
+    FAILED_RULES,
+    check_references,
+    check_rows,
+    entity_rules,
+)
+from carelake.run import StageSummary
+from carelake.sources.canonical import BUSINESS_KEYS, canonical_schema
+from carelake.sources.conform import CORRUPT_RECORD, RAW_PAYLOAD, canonical_columns, conform
+from carelake.storage import filesystem_for, is_remote, join_uri, table_uri
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_TABLE = "_quarantine"
+BATCHES_TABLE = "_batches"
+
+BATCHES_SCHEMA = StructType(
+    [
+        StructField("entity", StringType(), False),
+        StructField("batch_id", StringType(), False),
+        StructField("rows", LongType(), False),
+        StructField("run_id", StringType(), False),
+        StructField("processed_at", TimestampType(), False),
+    ]
+)
+
+
+def run_process(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str) -> StageSummary:
+    """Process every raw batch not processed yet; returns the stage summary.
+
+    Per entity: rows_in (new raw rows) = rows_valid + rows_quarantined + duplicates_dropped,
+    rows_written = rows merged into ``processed/<entity>``. A re-run with no new raw batches
+    writes nothing and returns status ``nothing-to-do``.
+    """
+    summary = StageSummary("process")
+    quality = config.section("quality")
+    batches_uri = table_uri(config, "processed", BATCHES_TABLE)
+    done = tables.read(batches_uri).select("entity", "batch_id") if tables.exists(batches_uri) else None
+    suites: SuiteRunner | None = None
+    failed = False
+
+    for entity in ENTITY_ORDER:
+        raw_uri = table_uri(config, "raw", entity)
+        if not tables.exists(raw_uri):
+            continue
+        raw = tables.read(raw_uri)
+        if done is not None:
+            raw = raw.join(done.where(F.col("entity") == entity).select(F.col("batch_id").alias("_batch_id")), "_batch_id", "left_anti")
+        per_batch = raw.groupBy("_batch_id", "_source_system").count().collect()
+        if not per_batch:
+            continue
+        batch_rows: Counter[str] = Counter()
+        for r in per_batch:
+            batch_rows[r["_batch_id"]] += r["count"]
+        senders = {r["_source_system"] for r in per_batch}
+        log.info("process %s: %d new row(s) in %d batch(es)", entity, sum(batch_rows.values()), len(batch_rows))
+        raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
+        checked = _check(spark, config, tables, raw, entity, senders).persist(StorageLevel.MEMORY_AND_DISK)
+
+        counts = summary.counts(entity)
+        counts.rows_in = sum(batch_rows.values())
+        bad = failed_rows(checked)
+        marked = mark_duplicates(valid_rows(checked), entity).persist(StorageLevel.MEMORY_AND_DISK)
+        kinds = Counter({r[DUPLICATE]: r["count"] for r in marked.groupBy(DUPLICATE).count().collect()})
+        counts.rows_valid = kinds.get(None, 0)
+        counts.duplicates_dropped = kinds["exact"] + kinds["conflict"]
+        reasons = Counter({r["reason"]: r["count"] for r in bad.select(F.explode(FAILED_RULES).alias("reason")).groupBy("reason").count().collect()})
+        counts.rows_quarantined = bad.count()
+        if not counts.reconciles:
+            failed = True
+            summary.notes.append(f"{entity}: counts do not reconcile: {counts}")
+        kept = canonical_columns(marked.where(F.col(DUPLICATE).isNull()), entity)
+
+        if kept.isEmpty():
+            summary.notes.append(f"{entity}: no valid rows in this batch")
+        else:
+            if quality.get("great_expectations", True):
+                suites = suites or SuiteRunner(_docs_dir(config, summary))
+                failed |= not _validate(suites, kept, entity, config, run_id, summary)
+            uri = table_uri(config, "processed", entity)
+            result = tables.merge(kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=_metadata(run_id, batch_rows))
+            counts.rows_written = counts.rows_valid
+            counts.delta_version = result.version
+            summary.tables[uri] = result.version
+        if counts.rows_quarantined:
+            quarantine_uri = table_uri(config, "processed", QUARANTINE_TABLE)
+            result = tables.write(quarantine_records(bad, entity, run_id), quarantine_uri, mode="append", commit_metadata=_metadata(run_id, batch_rows))
+            summary.tables[quarantine_uri] = result.version
+        result = tables.write(_batches_frame(spark, entity, batch_rows, run_id), batches_uri, mode="append", commit_metadata={"carelake.run_id": run_id})
+        summary.tables[batches_uri] = result.version
+
+        failed |= _note_entity(summary, entity, quality, reasons, kinds)
+        for frame in (marked, checked, raw):
+            frame.unpersist()
+
+    if not summary.entities:
+        summary.notes.append("no new raw batches to process")
+        return summary.finish("nothing-to-do")
+    return summary.finish("failed" if failed else "ok")
+
+
+def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFrame, entity: str, senders: set[str]) -> DataFrame:
+    """Conform the raw rows of each configured system among ``senders`` and apply all rules.
+
+    Only systems with rows in the batch are conformed: the raw table has columns only for
+    systems that have sent files so far.
+    """
+    systems = [s for s in config.sources.values() if entity in s.entities and s.name in senders]
+    if systems:
+        conformed = reduce(DataFrame.unionByName, (conform(raw, s, entity) for s in systems))
+    else:
+        extra = [StructField(RAW_PAYLOAD, StringType()), StructField(CORRUPT_RECORD, StringType())]
+        conformed = spark.createDataFrame([], StructType([*canonical_schema(entity).fields, *extra]))
+    checked = check_rows(conformed, entity)
+    references = {}
+    for ref in entity_rules(entity).references:
+        uri = table_uri(config, "processed", ref.entity)
+        references[ref.entity] = (
+            tables.read(uri) if tables.exists(uri) else spark.createDataFrame([], StructType([StructField(ref.key, StringType())]))
+        )
+    checked = check_references(checked, entity, references)
+    unknown = unconfigured_rows(raw, [s.name for s in systems])
+    return checked.unionByName(unknown, allowMissingColumns=True)
+
+
+def _validate(suites: SuiteRunner, kept: DataFrame, entity: str, config: Config, run_id: str, summary: StageSummary) -> bool:
+    """Run the entity's suite, save GX's result with the run, note the outcome; True when it passed."""
+    outcome: SuiteOutcome = suites.validate(kept, entity)
+    _write_json(join_uri(config.root, "_runs", run_id, "gx", f"{entity}.json"), outcome.result)
+    verdict = "passed" if outcome.success else "FAILED " + ", ".join(outcome.failed)
+    summary.notes.append(f"{entity}: expectation suite {verdict} ({outcome.seconds:.1f} s)")
+    return outcome.success
+
+
+def _note_entity(summary: StageSummary, entity: str, quality: dict, reasons: Counter, kinds: Counter) -> bool:
+    """Add the entity's held-back rows to the notes; True when its quarantine rate breaches the limit."""
+    counts = summary.counts(entity)
+    if kinds["conflict"]:
+        summary.notes.append(f"{entity}: {kinds['conflict']} conflicting version(s) lost to a later one (counted in duplicates_dropped)")
+    if not counts.rows_quarantined:
+        return False
+    rate, limit = counts.rows_quarantined / counts.rows_in, max_quarantine_rate(quality, entity)
+    top = ", ".join(f"{name} {n}" for name, n in reasons.most_common(5))
+    summary.notes.append(f"{entity}: {counts.rows_quarantined} of {counts.rows_in} row(s) quarantined ({rate:.1%}; {top})")
+    if rate > limit:
+        summary.notes.append(f"{entity}: quarantine rate {rate:.1%} exceeds quality max_quarantine_rate {limit:.1%}")
+        return True
+    return False
+
+
+def _docs_dir(config: Config, summary: StageSummary) -> str | None:
+    if is_remote(config.root):
+        summary.notes.append("GX data docs are built only for a local lakehouse root; results are still saved per run")
+        return None
+    _, path = filesystem_for(join_uri(config.root, "_quality", "data_docs"))
+    return path
+
+
+def _metadata(run_id: str, batch_rows: dict[str, int]) -> dict[str, str]:
+    return {"carelake.run_id": run_id, "carelake.batches": json.dumps(sorted(batch_rows))}
+
+
+def _batches_frame(spark: SparkSession, entity: str, batch_rows: dict[str, int], run_id: str) -> DataFrame:
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    return spark.createDataFrame([(entity, b, n, run_id, now) for b, n in sorted(batch_rows.items())], BATCHES_SCHEMA)
+
+
+def _write_json(uri: str, payload: dict) -> None:
+    filesystem, path = filesystem_for(uri)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as out:
+        out.write(json.dumps(payload, indent=2, default=str).encode("utf-8"))
+
