@@ -117,7 +117,9 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
             return
         table = open_table(request.uri, request.storage_options, request.read_version)
         partition_by = _check_partitioning(request, table)
-        table_schema = _evolve_schema(request, table, schema)
+        if _add_new_columns(request, table, schema):
+            # The schema change is its own commit: write against the table it made.
+            table = open_table(request.uri, request.storage_options)
         removed = _files_replaced(request, table) if request.mode == "overwrite" else 0
         filters = (
             [(c, "in", [v for v in values]) for c, values in request.replace_where.items()]
@@ -127,7 +129,7 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
         table.create_write_transaction(
             adds,
             request.mode,
-            table_schema,
+            table.schema(),
             partition_by,
             filters,
             commit_properties=CommitProperties(custom_metadata=_metadata(request, len(adds), removed, rows)),
@@ -155,8 +157,10 @@ def _check_partitioning(request: WriteRequest, table: DeltaTable) -> list[str]:
     return existing
 
 
-def _evolve_schema(request: WriteRequest, table: DeltaTable, incoming: StructType) -> Any:
-    """The table schema to commit with, after adding new columns when ``schema_mode`` is merge."""
+def _add_new_columns(request: WriteRequest, table: DeltaTable, incoming: StructType) -> bool:
+    """Check ``incoming`` fits the table; add its new columns when ``schema_mode`` is merge.
+
+    True when columns were added (a commit was made)."""
     current = spark_schema_from_delta(table.schema())
     known = {f.name: f for f in current.fields}
     new_fields = [f for f in incoming.fields if f.name not in known]
@@ -178,8 +182,7 @@ def _evolve_schema(request: WriteRequest, table: DeltaTable, incoming: StructTyp
             [Field(f.name, f.type, nullable=True) for f in delta_fields],
             commit_properties=CommitProperties(custom_metadata={**request.commit_metadata}),
         )
-        table.update_incremental()
-    return table.schema()
+    return bool(new_fields)
 
 
 def _files_replaced(request: WriteRequest, table: DeltaTable) -> int:

@@ -15,6 +15,7 @@ accepts ``RemoveAction`` with ``AddAction`` in append mode and detects conflicti
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -231,14 +232,16 @@ class RsTables(DeltaTables):
         )
 
 
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(DeltaConflictError|SchemaMismatchError|ValueError): (.*)$")
+
+
 def _known_error(exc: Exception, uri: str) -> Exception | None:
-    """The Delta layer's own error inside a Spark-wrapped data source failure, if any."""
-    lines = str(exc).splitlines()
-    if any("DeltaConflictError" in line or "CommitFailedError" in line for line in lines):
-        detail = next((line.strip() for line in lines if "concurrent" in line), "")
-        return DeltaConflictError(uri, detail)
-    for name, error in (("SchemaMismatchError", SchemaMismatchError), ("ValueError", ValueError)):
-        line = next((x for x in lines if x.strip().startswith(f"{name}:") or f".{name}:" in x), None)
-        if line is not None:
-            return error(line.split(f"{name}:", 1)[1].strip())
-    return None
+    """The Delta layer's own error inside a Spark-wrapped data source failure, if any: the
+    last ``<ErrorClass>: message`` line of the Python traceback Spark carries."""
+    found = [m for m in map(_ERROR_LINE.match, str(exc).splitlines()) if m]
+    if not found:
+        return None
+    name, message = found[-1].group(1), found[-1].group(2)
+    if name == "DeltaConflictError":
+        return DeltaConflictError(uri, message.split(": ", 2)[-1])
+    return SchemaMismatchError(message) if name == "SchemaMismatchError" else ValueError(message)
