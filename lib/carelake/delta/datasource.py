@@ -19,7 +19,6 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote
 
 import pyarrow as pa
 from pyspark.sql.datasource import (
@@ -174,7 +173,7 @@ class DeltaArrowWriter(DataSourceArrowWriter):
     def abort(self, messages: list[WriterCommitMessage | None]) -> None:
         """Delete the files of the tasks that finished."""
         fs, base = filesystem(self.request.uri, self.request.storage_options)
-        paths = [unquote(f.path) for m in messages if isinstance(m, FilesWritten) for f in m.files]
+        paths = [f.path for m in messages if isinstance(m, FilesWritten) for f in m.files]
         delete_files(fs, base, paths)
 
 

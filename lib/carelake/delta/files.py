@@ -32,7 +32,8 @@ _SAFE_FOLDER = "-_.~"
 
 @dataclass
 class DataFile:
-    """One written Parquet file, as the Delta log needs it; ``path`` is relative to the table."""
+    """One written Parquet file, as the Delta log needs it; ``path`` is relative to the table
+    and not URI-encoded (delta-rs encodes it in the log and decodes it when listing files)."""
 
     path: str
     size: int
@@ -46,11 +47,6 @@ def folder_name(column: str, value: str | None) -> str:
     """The hive-style folder ``column=value`` (value percent-escaped; null as Hive writes it)."""
     text = HIVE_NULL if value is None else quote(value, safe=_SAFE_FOLDER)
     return f"{column}={text}"
-
-
-def log_path(relative: str) -> str:
-    """A relative file path as the Delta log stores it (a URI path: ``%`` itself escaped)."""
-    return quote(relative, safe="/=-_.~")
 
 
 @dataclass
@@ -224,7 +220,7 @@ class PartitionedFileWriter:
         size = self.fs.get_file_info(f"{self.base}/{open_file.relative}").size
         self.done.append(
             DataFile(
-                path=log_path(open_file.relative),
+                path=open_file.relative,
                 size=int(size),
                 partition_values=dict(zip(self.partition_by, key, strict=True)),
                 num_records=open_file.rows,

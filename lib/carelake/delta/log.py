@@ -67,7 +67,8 @@ def add_actions(table: DeltaTable) -> list[dict[str, Any]]:
 
 
 def file_uri(table_uri: str, path: str) -> str:
-    """The location of a log path: absolute paths stay, relative ones join the table URI."""
+    """Where a file listed in the log lives: absolute paths stay, relative ones join the table."""
+    # The log stores URI-encoded paths (delta-rs encodes on commit, lists them as stored).
     decoded = unquote(path)
     if "://" in decoded or decoded.startswith("/"):
         return decoded
