@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
-from urllib.parse import unquote
+from urllib.parse import unquote, urlparse
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -90,7 +90,7 @@ def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged
         if not tables.exists(uri):
             continue
         for commit in tables.history(uri):
-            files = json.loads(commit.get(FILES_METADATA_KEY) or "[]")
+            files = json.loads(commit["metadata"].get(FILES_METADATA_KEY) or "[]")
             for entry in files:
                 if (entry["file_name"], entry["sha256"]) not in logged:
                     repaired.append({**entry, "logged_at": datetime.now(timezone.utc)})
@@ -207,5 +207,6 @@ def _rows_per_file(raw: DataFrame, batch_id: str) -> dict[str, int]:
 
 
 def _normalise_uri(uri: str) -> str:
-    # Spark reports local files as file:///abs/path; the landing listing uses plain paths.
-    return unquote(uri.removeprefix("file://"))
+    # Spark reports local files as file:/abs/path (URL-quoted); the landing listing uses plain paths.
+    parsed = urlparse(uri)
+    return unquote(parsed.path) if parsed.scheme == "file" else uri

@@ -35,6 +35,8 @@ def list_files(base_uri: str, pattern: str) -> list[FileInfo]:
     A missing base folder yields no files rather than an error: nothing has landed yet.
     """
     filesystem, base = filesystem_for(base_uri)
+    if not is_remote(base_uri):
+        base_uri = base  # absolute, as Spark reports the files it reads
     selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
     found = []
     for info in filesystem.get_file_info(selector):
