@@ -115,7 +115,7 @@ def run_process(spark: SparkSession, config: Config, tables: DeltaTables, run_id
             summary.notes.append(f"{entity}: counts do not reconcile: {counts}")
         kept = canonical_columns(marked.where(F.col(DUPLICATE).isNull()), entity)
 
-        if kept.isEmpty():
+        if not counts.rows_valid:
             summary.notes.append(f"{entity}: no valid rows in this batch")
         else:
             if quality.get("great_expectations", True):
