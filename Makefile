@@ -8,11 +8,15 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster
+PORT ?= 10000
 
 help:
 	@echo "make run    - create .venv, install, generate sample data, run the pipeline (local disk, local[*])"
 	@echo "make test   - run the test suite"
+	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
+	@echo "make register - refresh the SQL catalog once (no server may be running)"
+	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove ./lakehouse (the local tables and sample data)"
 
@@ -35,6 +39,15 @@ run: generate pipeline
 
 test: setup
 	$(PY) -m pytest -q
+
+serve: setup
+	$(VENV)/bin/carelake serve --conf $(CONF) --port $(PORT)
+
+register: setup
+	$(VENV)/bin/carelake register --conf $(CONF)
+
+cluster: setup
+	$(VENV)/bin/carelake cluster --workers 1 --cores 2 --memory 2g
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests jobs

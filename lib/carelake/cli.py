@@ -46,6 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name in STAGES:
         single = commands.add_parser(name, help=f"run the {name} stage")
         _add_conf(single)
+
+    serve = commands.add_parser("serve", help="SQL over JDBC/ODBC: the Spark Thrift server, until Ctrl-C")
+    _add_conf(serve)
+    serve.add_argument("--port", type=int, default=None, help="default: serve.port (10000)")
+    serve.add_argument("--host", default=None, help="default: serve.host (127.0.0.1)")
+
+    register = commands.add_parser("register", help="refresh the SQL catalog (no server may be running)")
+    _add_conf(register)
+
+    cluster = commands.add_parser("cluster", help="a Spark standalone master and workers on loopback, until Ctrl-C")
+    cluster.add_argument("--workers", type=int, default=1)
+    cluster.add_argument("--cores", type=int, default=2, help="cores per worker")
+    cluster.add_argument("--memory", default="2g", help="memory per worker")
     return parser
 
 
@@ -76,10 +89,9 @@ def _run(args: argparse.Namespace, stages: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 1 run failed, 2 usage/config error)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # -v shows carelake's own progress, not every library's debug chatter.
+    logging.getLogger("carelake").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         if args.command == "generate":
             return _generate(args)
@@ -92,6 +104,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"carelake: unknown stage(s) {', '.join(unknown)}: expected some of {', '.join(STAGES)}", file=sys.stderr)
                 return EXIT_USAGE
             return _run(args, stages)
+        if args.command == "serve":
+            from carelake.serve.thrift import serve
+
+            return serve(load_config(args.conf), args.port, args.host)
+        if args.command == "register":
+            from carelake.serve.catalog import register as register_catalog
+
+            return register_catalog(load_config(args.conf))
+        if args.command == "cluster":
+            from carelake.serve.cluster import run_cluster
+
+            return run_cluster(workers=args.workers, cores=args.cores, memory=args.memory)
         return _run(args, [args.command])
     except ConfigError as exc:
         print(f"carelake: configuration error: {exc}", file=sys.stderr)
