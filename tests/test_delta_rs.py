@@ -289,3 +289,50 @@ def test_concurrent_appends_both_land(spark, tables: DeltaTables, config: Config
 
     assert result.version == 2
     assert sorted(r["id"] for r in tables.read(uri).collect()) == [1, 5, 100]
+
+
+@pytest.fixture
+def spark_merging_tables(spark, config: Config) -> DeltaTables:
+    """Tables whose merges always take the Spark file-rewrite path."""
+    return open_tables(spark, config.with_overrides(**{"delta.merge_in_spark_rows": 0}))
+
+
+def test_merge_in_spark_rewrites_only_partitions_of_the_source(spark, spark_merging_tables: DeltaTables, config: Config) -> None:
+    tables = spark_merging_tables
+    uri = table_uri(config, "curated", "fact_encounter")
+    schema = "id long, month string, amount double"
+    target = [(1, "2024-01", 1.0), (2, "2024-01", 2.0), (3, "2024-02", 3.0), (4, "2024-03", 4.0)]
+    tables.write(spark.createDataFrame(target, schema).coalesce(1), uri, partition_by=["month"])
+    before = {f["path"]: f["partition_values"]["month"] for f in tables.files(uri)}
+
+    result = tables.merge(
+        spark.createDataFrame([(2, "2024-01", 20.0), (5, "2024-01", 5.0)], schema), uri, keys=["id", "month"],
+        commit_metadata={"run_id": "big"},
+    )
+
+    after = {f["path"]: f["partition_values"]["month"] for f in tables.files(uri)}
+    assert sorted(before[p] for p in set(before) - set(after)) == ["2024-01"]
+    assert {after[p] for p in set(after) - set(before)} == {"2024-01"}
+    assert (result.operation, result.rows_inserted, result.rows_updated, result.files_removed) == ("MERGE", 1, 1, 1)
+    expected = spark.createDataFrame(
+        [(1, "2024-01", 1.0), (2, "2024-01", 20.0), (3, "2024-02", 3.0), (4, "2024-03", 4.0), (5, "2024-01", 5.0)], schema
+    )
+    assert_df_equality(tables.read(uri), expected, ignore_row_order=True)
+    assert tables.history(uri, limit=1)[0]["metadata"]["run_id"] == "big"
+
+
+def test_merge_in_spark_prunes_files_by_key_statistics(spark, spark_merging_tables: DeltaTables, config: Config) -> None:
+    tables = spark_merging_tables
+    uri = table_uri(config, "processed", "procedures")
+    schema = "id long, code string"
+    tables.write(spark.createDataFrame([(1, "a"), (2, "b")], schema).coalesce(1), uri)
+    tables.write(spark.createDataFrame([(10, "c"), (11, "d")], schema).coalesce(1), uri)
+    actions = pa.table(DeltaTable(uri).get_add_actions(flatten=True)).to_pylist()
+    low_file = next(a["path"] for a in actions if a["min.id"] == 1)
+
+    result = tables.merge(spark.createDataFrame([(11, "D"), (12, "e")], schema), uri, keys=["id"])
+
+    assert low_file in [f["path"] for f in tables.files(uri)]
+    assert (result.rows_inserted, result.rows_updated, result.files_removed) == (1, 1, 1)
+    expected = spark.createDataFrame([(1, "a"), (2, "b"), (10, "c"), (11, "D"), (12, "e")], schema)
+    assert_df_equality(tables.read(uri), expected, ignore_row_order=True)

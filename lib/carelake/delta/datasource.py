@@ -7,10 +7,11 @@ file (small files grouped), planned from the Delta log at a version; executors r
 Options (all strings): ``uri`` (required; ``path`` is reserved by Spark), ``version``,
 ``storage_options`` (JSON, no secrets: executors take credentials from their environment),
 ``partition_filter`` (JSON ``{"column": [values]}``, prunes files by partition values),
-``filter_pushdown`` ("true" when ``spark.sql.python.filterPushdown.enabled`` is on: then
+``files`` (JSON list of log paths: read only these), ``filter_pushdown`` ("true" when ``spark.sql.python.filterPushdown.enabled`` is on: then
 pushed-down filters on partition columns prune files too). Write only: ``partition_by`` (JSON
 list), ``replace_where`` (JSON ``{"column": [values]}``), ``schema_mode`` ("merge"),
-``commit_metadata`` (JSON object), ``write_id``, ``read_version``, ``target_file_rows``.
+``commit_metadata`` (JSON object), ``write_id``, ``read_version``, ``target_file_rows``,
+``remove_files`` (JSON list of log entries removed in the same commit: a file rewrite).
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ class CarelakeDataSource(DataSource):
             write_id=options.get("write_id") or "",
             read_version=int(read_version) if read_version not in (None, "") else None,
             storage_options=decode_options(options.get("storage_options")),
+            remove_files=_json_option(options, "remove_files", []),
         )
         target = int(options.get("target_file_rows") or DEFAULT_TARGET_FILE_ROWS)
         return DeltaArrowWriter(request, target)
@@ -196,6 +198,8 @@ class DeltaReader(DataSourceReader):
         self.target_rows = int(options.get("target_file_rows") or DEFAULT_TARGET_FILE_ROWS)
         self.partition_filter: dict[str, list[Any]] = _json_option(options, "partition_filter", {})
         self.pushed: list[Filter] = []
+        only = _json_option(options, "files", None)
+        self.only_files: set[str] | None = set(only) if only is not None else None
 
     def partitions(self) -> Sequence[InputPartition]:
         """File groups of about ``target_file_rows`` rows; one empty group for an empty table."""
@@ -206,6 +210,8 @@ class DeltaReader(DataSourceReader):
         current: list[tuple[str, dict[str, str | None]]] = []
         rows = 0
         for f in add_actions(table):
+            if self.only_files is not None and f["path"] not in self.only_files:
+                continue
             if not self._keep(f["partition_values"], arrow_schema):
                 continue
             current.append((file_uri(self.uri, f["path"]), f["partition_values"]))

@@ -7,7 +7,8 @@ process at exit on these machines): data files are read with pyarrow from the fi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
@@ -15,7 +16,7 @@ import pyarrow as pa
 from deltalake import CommitProperties, DeltaTable, Field
 from deltalake.exceptions import CommitFailedError
 from deltalake.exceptions import TableNotFoundError as RsTableNotFoundError
-from deltalake.transaction import AddAction, create_table_with_add_actions
+from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql.types import StructType
 
 from carelake.delta.errors import DeltaConflictError, SchemaMismatchError, TableNotFoundError
@@ -89,13 +90,16 @@ class WriteRequest:
     write_id: str
     read_version: int | None
     storage_options: dict[str, str]
+    remove_files: list[dict[str, Any]] = field(default_factory=list)
 
 
 def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
     """Commit ``files`` as ONE Delta transaction: create, append, overwrite or replace partitions.
 
-    Conflicting concurrent commits raise :class:`DeltaConflictError`; appends that do not
-    conflict are retried by delta-rs so nothing is lost.
+    ``request.remove_files`` (log entries: path, size, partition_values) are removed in the
+    same append transaction: a rewrite of those files. Conflicting concurrent commits raise
+    :class:`DeltaConflictError`; appends that do not conflict are retried by delta-rs so nothing
+    is lost.
     """
     adds = [
         AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats)
@@ -121,14 +125,19 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
         if _add_new_columns(request, table, schema):
             # The schema change is its own commit: write against the table it made.
             table = open_table(request.uri, request.storage_options)
-        removed = _files_replaced(request, table) if request.mode == "overwrite" else 0
+        removed = _files_replaced(request, table) if request.mode == "overwrite" else len(request.remove_files)
+        now = int(time.time() * 1000)
+        removes = [
+            RemoveAction(unquote(f["path"]), True, now, f.get("size"), f.get("partition_values"))
+            for f in request.remove_files
+        ]
         filters = (
             [(c, "in", [v for v in values]) for c, values in request.replace_where.items()]
             if request.replace_where
             else None
         )
         table.create_write_transaction(
-            adds,
+            [*adds, *removes],
             request.mode,
             table.schema(),
             partition_by,

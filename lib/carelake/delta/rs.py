@@ -4,12 +4,12 @@ Writes and reads go through the ``carelake`` data source (executors write and re
 one Delta commit per write). Merge, delete, optimize, vacuum and restore run delta-rs in the
 driver process.
 
-Merge scale note: :meth:`RsTables.merge` collects the source to Arrow in the driver and lets
-delta-rs merge there, which suits small and medium tables. Large merges should instead be
-computed in Spark: find the target files that can match (partition values of the source, then
-file min/max key statistics), join those files with the source on executors, rewrite them, and
-commit their removal plus the new files in ONE transaction (delta-rs ``create_write_transaction``
-accepts ``RemoveAction`` with ``AddAction`` in append mode and detects conflicting commits).
+Merge: up to ``delta.merge_in_spark_rows`` target rows (default 2,000,000), the source is
+collected to Arrow in the driver and delta-rs merges there. Larger tables merge in Spark
+(:mod:`carelake.delta.spark_merge`): the target files that can match are found from the log
+(partition values, then min/max key statistics), joined with the source on executors and
+rewritten; their removal and the new files are ONE commit against the snapshot read. That path
+assumes unique keys in the source (as MERGE does) but does not check it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError
 from pyspark.sql import DataFrame
 
+from carelake.delta import spark_merge
 from carelake.delta.api import CommitResult, DeltaTables, check_write_args, history_entry
 from carelake.delta.datasource import FORMAT
 from carelake.delta.errors import (
@@ -33,10 +34,14 @@ from carelake.delta.errors import (
 )
 from carelake.delta.log import METRICS_KEY, WRITE_ID_KEY, add_actions, open_table, table_exists
 from carelake.delta.storage import encode_options, storage_options
+from carelake.delta.types import spark_schema_from_delta
 
 FILTER_PUSHDOWN_CONF = "spark.sql.python.filterPushdown.enabled"
 # How far back write() looks for its own commit (other writers may commit meanwhile).
 HISTORY_SEARCH_DEPTH = 1000
+# Above this many target rows (config delta.merge_in_spark_rows), merges run in Spark and
+# rewrite only candidate files instead of collecting the source into the driver for delta-rs.
+MERGE_IN_SPARK_ROWS = 2_000_000
 
 
 class RsTables(DeltaTables):
@@ -86,6 +91,21 @@ class RsTables(DeltaTables):
     ) -> CommitResult:
         """Write ``df`` through the data source: executors write files, one commit."""
         check_write_args(uri, mode, replace_where, schema_mode)
+        options = {"commit_metadata": json.dumps(commit_metadata or {})}
+        if self.exists(uri):
+            # Commit against the snapshot the write started from, so conflicting commits made
+            # while executors write are detected.
+            options["read_version"] = str(self.version(uri))
+        if partition_by is not None:
+            options["partition_by"] = json.dumps(partition_by)
+        if replace_where is not None:
+            options["replace_where"] = json.dumps(replace_where, default=str)
+        if schema_mode:
+            options["schema_mode"] = schema_mode
+        return self._save(df, uri, mode, options)
+
+    def _save(self, df: DataFrame, uri: str, mode: str, options: dict[str, str]) -> CommitResult:
+        """Write ``df`` through the data source with ``options``; the commit it made."""
         write_id = uuid.uuid4().hex
         writer = (
             df.write.format(FORMAT)
@@ -93,19 +113,10 @@ class RsTables(DeltaTables):
             .option("uri", uri)
             .option("storage_options", encode_options(self._options))
             .option("target_file_rows", str(self.config.target_file_rows))
-            .option("commit_metadata", json.dumps(commit_metadata or {}))
             .option("write_id", write_id)
         )
-        if self.exists(uri):
-            # Commit against the snapshot the write started from, so conflicting commits made
-            # while executors write are detected.
-            writer = writer.option("read_version", str(self.version(uri)))
-        if partition_by is not None:
-            writer = writer.option("partition_by", json.dumps(partition_by))
-        if replace_where is not None:
-            writer = writer.option("replace_where", json.dumps(replace_where, default=str))
-        if schema_mode:
-            writer = writer.option("schema_mode", schema_mode)
+        for key, value in options.items():
+            writer = writer.option(key, value)
         try:
             writer.save()
         except Exception as exc:
@@ -149,6 +160,9 @@ class RsTables(DeltaTables):
             result = self.write(source, uri, "append", partition_by, commit_metadata=commit_metadata)
             return CommitResult(result.version, "MERGE", result.files_added, 0, result.rows_inserted, 0, 0)
         table = self._table(uri)
+        target_rows = sum(f["num_records"] or 0 for f in add_actions(table))
+        if target_rows > int(self.config.section("delta").get("merge_in_spark_rows", MERGE_IN_SPARK_ROWS)):
+            return self._merge_in_spark(source, uri, table, keys, update, insert, commit_metadata)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         merger = table.merge(
             source.toArrow(),
@@ -174,6 +188,56 @@ class RsTables(DeltaTables):
             rows_inserted=int(metrics.get("num_target_rows_inserted", 0)),
             rows_updated=int(metrics.get("num_target_rows_updated", 0)),
             rows_deleted=int(metrics.get("num_target_rows_deleted", 0)),
+        )
+
+    def _merge_in_spark(
+        self,
+        source: DataFrame,
+        uri: str,
+        table: DeltaTable,
+        keys: list[str],
+        update: bool,
+        insert: bool,
+        commit_metadata: dict[str, str] | None,
+    ) -> CommitResult:
+        """Merge on executors, rewriting only candidate files (see :mod:`spark_merge`)."""
+        columns = spark_schema_from_delta(table.schema()).fieldNames()
+        missing = [c for c in columns if c not in source.columns]
+        if missing:
+            raise SchemaMismatchError(f"merge into {uri}: source lacks table columns {missing}")
+        source = source.select(*columns)
+        partition_columns = list(table.metadata().partition_columns)
+        candidates = spark_merge.candidate_files(
+            add_actions(table),
+            partition_columns,
+            spark_merge.source_partitions(source, partition_columns, keys),
+            keys[0],
+            spark_merge.key_range(source, keys[0]),
+        )
+        read_version = table.version()
+        target = (
+            self.spark.read.format(FORMAT)
+            .option("uri", uri)
+            .option("version", str(read_version))
+            .option("storage_options", encode_options(self._options))
+            .option("files", json.dumps([f["path"] for f in candidates]))
+            .load()
+        )
+        matched, unmatched = spark_merge.match_counts(target, source, keys)
+        rewritten, appended = spark_merge.merged_rows(target, source, keys, update, insert)
+        options = {"commit_metadata": json.dumps(commit_metadata or {}), "read_version": str(read_version)}
+        if update and candidates:
+            removes = [{k: f[k] for k in ("path", "size", "partition_values")} for f in candidates]
+            options["remove_files"] = json.dumps(removes)
+        result = self._save(rewritten.unionByName(appended), uri, "append", options)
+        return CommitResult(
+            version=result.version,
+            operation="MERGE",
+            files_added=result.files_added,
+            files_removed=result.files_removed,
+            rows_inserted=unmatched if insert else 0,
+            rows_updated=matched if update else 0,
+            rows_deleted=0,
         )
 
     def delete(self, uri: str, predicate: str) -> CommitResult:

@@ -1,0 +1,100 @@
+"""Merge computed in Spark for large tables: rewrite only the target files that can match.
+
+The driver holds only file lists: candidate files are found from the Delta log (partition values
+when every partition column is a merge key, then the first key's min/max file statistics), read
+and joined with the source on executors, written back as new files, and the candidates' removal
+plus the new files are committed as ONE Delta transaction against the snapshot the merge read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from carelake.delta.types import format_partition_value
+
+
+def candidate_files(
+    files: list[dict[str, Any]],
+    partition_columns: list[str],
+    source_partitions: set[tuple[str | None, ...]] | None,
+    key_column: str,
+    key_range: tuple[Any, Any] | None,
+) -> list[dict[str, Any]]:
+    """The files of ``files`` (log entries) that may hold rows matching the source.
+
+    ``source_partitions``: the source's partition value tuples (None: do not prune on them);
+    ``key_range``: the source's (min, max) of ``key_column`` (None: do not prune on it).
+    """
+    kept = []
+    for f in files:
+        if source_partitions is not None:
+            values = tuple(f["partition_values"].get(c) for c in partition_columns)
+            if values not in source_partitions:
+                continue
+        if key_range is not None and _outside(f, key_column, key_range):
+            continue
+        kept.append(f)
+    return kept
+
+
+def _outside(file: dict[str, Any], column: str, key_range: tuple[Any, Any]) -> bool:
+    low, high = file["min"].get(column), file["max"].get(column)
+    if low is None or high is None or key_range[0] is None:
+        return False
+    try:
+        return bool(high < key_range[0] or low > key_range[1])
+    except TypeError:
+        return False
+
+
+def source_partitions(source: DataFrame, partition_columns: list[str], keys: list[str]) -> set[tuple] | None:
+    """Distinct partition tuples of ``source`` (as log strings) when every partition column is a
+    key, so a key's rows cannot sit in another partition; else None."""
+    if not partition_columns or not set(partition_columns) <= set(keys):
+        return None
+    rows = source.select(*partition_columns).distinct().collect()
+    return {tuple(format_partition_value(r[c]) for c in partition_columns) for r in rows}
+
+
+def key_range(source: DataFrame, key: str) -> tuple[Any, Any]:
+    """(min, max) of ``key`` in ``source``."""
+    row = source.agg(F.min(key).alias("low"), F.max(key).alias("high")).collect()[0]
+    return row["low"], row["high"]
+
+
+def merged_rows(
+    target: DataFrame, source: DataFrame, keys: list[str], update: bool, insert: bool
+) -> tuple[DataFrame, DataFrame]:
+    """(new content of the candidate files, rows to add without touching files).
+
+    With ``update`` the candidates are rewritten: their unmatched rows, the matched source rows
+    and (with ``insert``) the unmatched source rows. Without it nothing is rewritten and the
+    unmatched source rows are only appended.
+    """
+    target_keys = target.select(*keys).distinct()
+    inserts = source.join(target_keys, keys, "left_anti")
+    if not update:
+        return source.limit(0), inserts if insert else source.limit(0)
+    kept = target.join(source.select(*keys), keys, "left_anti")
+    updates = source.join(target_keys, keys, "left_semi")
+    rewritten = kept.unionByName(updates)
+    if insert:
+        rewritten = rewritten.unionByName(inserts)
+    return rewritten, source.limit(0)
+
+
+def match_counts(target: DataFrame, source: DataFrame, keys: list[str]) -> tuple[int, int]:
+    """(source rows matching a target row, source rows matching none) in one Spark job."""
+    hits = target.select(*keys).distinct().withColumn("_carelake_hit", F.lit(True))
+    row = (
+        source.join(hits, keys, "left")
+        .agg(
+            F.count_if(F.col("_carelake_hit").isNotNull()).alias("matched"),
+            F.count_if(F.col("_carelake_hit").isNull()).alias("unmatched"),
+        )
+        .collect()[0]
+    )
+    return int(row["matched"]), int(row["unmatched"])
