@@ -145,7 +145,7 @@ def _writer(uri: str, replace_where: dict | None = None) -> DeltaArrowWriter:
         replace_where=replace_where, schema_mode=None, commit_metadata={}, write_id="w",
         read_version=None, storage_options={},
     )
-    return DeltaArrowWriter(request, target_file_rows=10)
+    return DeltaArrowWriter(request, target_file_rows=10, partition_by=["month"])
 
 
 def _batch(ids: list[int], months: list[str]) -> pa.RecordBatch:

@@ -253,7 +253,7 @@ def _commit_during_write(spark, uri: str, action: str):
     i.e. after the write read its snapshot and before it commits."""
     from pyspark.sql import functions as F
 
-    def interleave(value: int) -> int:
+    def interleave(value):  # no hints: they would make Spark treat it as a pandas UDF
         import pyarrow as pa
         from deltalake import DeltaTable, write_deltalake
 

@@ -114,7 +114,18 @@ class CarelakeDataSource(DataSource):
             remove_files=_json_option(options, "remove_files", []),
         )
         target = int(options.get("target_file_rows") or DEFAULT_TARGET_FILE_ROWS)
-        return DeltaArrowWriter(request, target)
+        return DeltaArrowWriter(request, target, _file_partitioning(request))
+
+
+def _file_partitioning(request: WriteRequest) -> list[str]:
+    """The partition columns files are split by: as asked, else the existing table's."""
+    if request.partition_by is not None:
+        return list(request.partition_by)
+    try:
+        table = open_table(request.uri, request.storage_options)
+    except DeltaLayerError:
+        return []
+    return list(table.metadata().partition_columns)
 
 
 def _version(options: Any) -> int | None:
@@ -132,19 +143,10 @@ class FilesWritten(WriterCommitMessage):
 class DeltaArrowWriter(DataSourceArrowWriter):
     """Executors: Arrow batches to Parquet files. Driver: one Delta commit of all files."""
 
-    def __init__(self, request: WriteRequest, target_file_rows: int) -> None:
+    def __init__(self, request: WriteRequest, target_file_rows: int, partition_by: list[str]) -> None:
         self.request = request
         self.target_file_rows = target_file_rows
-
-    def _partition_by(self) -> list[str]:
-        if self.request.partition_by is not None:
-            return list(self.request.partition_by)
-        # Appending to an existing table without saying how: keep its partitioning.
-        try:
-            table = open_table(self.request.uri, self.request.storage_options)
-        except DeltaLayerError:
-            return []
-        return list(table.metadata().partition_columns)
+        self.partition_by = partition_by
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> FilesWritten:
         """Write this task's batches; returns the files written."""
@@ -154,7 +156,7 @@ class DeltaArrowWriter(DataSourceArrowWriter):
             if self.request.replace_where
             else None
         )
-        writer = PartitionedFileWriter(fs, base, self._partition_by(), self.target_file_rows, allowed)
+        writer = PartitionedFileWriter(fs, base, self.partition_by, self.target_file_rows, allowed)
         try:
             for batch in iterator:
                 writer.add(batch)

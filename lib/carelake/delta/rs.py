@@ -127,19 +127,26 @@ class RsTables(DeltaTables):
         return self._write_result(uri, write_id)
 
     def _write_result(self, uri: str, write_id: str) -> CommitResult:
-        for entry in self._table(uri).history(HISTORY_SEARCH_DEPTH):
-            if entry.get(WRITE_ID_KEY) == write_id:
-                metrics = json.loads(entry.get(METRICS_KEY) or "{}")
-                return CommitResult(
-                    version=int(entry["version"]),
-                    operation=str(entry.get("operation")),
-                    files_added=int(metrics.get("files_added", 0)),
-                    files_removed=int(metrics.get("files_removed", 0)),
-                    rows_inserted=metrics.get("rows_inserted"),
-                )
+        table = self._table(uri)
+        depth = 10
+        while True:
+            entries = table.history(depth)
+            for entry in entries:
+                if entry.get(WRITE_ID_KEY) == write_id:
+                    metrics = json.loads(entry.get(METRICS_KEY) or "{}")
+                    return CommitResult(
+                        version=int(entry["version"]),
+                        operation=str(entry.get("operation")),
+                        files_added=int(metrics.get("files_added", 0)),
+                        files_removed=int(metrics.get("files_removed", 0)),
+                        rows_inserted=metrics.get("rows_inserted"),
+                    )
+            if len(entries) < depth or depth >= HISTORY_SEARCH_DEPTH:
+                break
+            depth *= 10
         raise DeltaLayerError(
             f"write to {uri} finished but its commit ({WRITE_ID_KEY}={write_id}) is not among "
-            f"the last {HISTORY_SEARCH_DEPTH} commits"
+            f"the last {depth} commits"
         )
 
     def merge(
