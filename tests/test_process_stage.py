@@ -1,8 +1,11 @@
-"""The process stage end to end: landing files -> raw (ingest) -> processed, quarantine, re-runs."""
+"""The process stage end to end on tiny raw batches: processed tables, quarantine, GX, re-runs."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 from chispa import assert_df_equality
@@ -10,7 +13,6 @@ from pyspark.sql import functions as F
 
 from carelake.config import Config
 from carelake.delta import open_tables
-from carelake.ingest import run_ingest
 from carelake.process import BATCHES_TABLE, QUARANTINE_TABLE, run_process
 from carelake.storage import table_uri
 
@@ -40,10 +42,16 @@ MORE_ENCOUNTERS = HEADER + (
 )
 
 
-def land(config: Config, relative: str, content: str) -> None:
-    path = Path(config.landing) / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(content, encoding="utf-8")
+def land_raw(spark, tables, config: Config, entity: str, text: str, batch_id: str) -> None:
+    """Append CSV ``text`` of hospital_a to ``raw/<entity>`` as the raw contract has it: strings plus metadata."""
+    rows = list(csv.DictReader(io.StringIO(text)))
+    columns = list(rows[0])
+    meta = ("hospital_a", f"file:///landing/{entity}/{batch_id}.csv", datetime(2024, 6, 1), batch_id, "h", None)
+    ddl = ", ".join(f"{c} string" for c in columns) + (
+        ", _source_system string, _source_file string, _ingested_at timestamp, _batch_id string, _row_hash string, _corrupt_record string"
+    )
+    frame = spark.createDataFrame([tuple(r[c] for c in columns) + meta for r in rows], ddl)
+    tables.write(frame, table_uri(config, "raw", entity), mode="append", schema_mode="merge")
 
 
 def versions(tables, config: Config) -> dict[str, int]:
@@ -53,11 +61,10 @@ def versions(tables, config: Config) -> dict[str, int]:
 
 def test_process_quarantines_dedupes_merges_and_reruns_incrementally(spark, config: Config) -> None:
     config = config.with_overrides(**{"quality.max_quarantine_rate": 0.4})
-    land(config, "hospital_a/providers/p1.csv", PROVIDERS)
-    land(config, "hospital_a/patients/p1.csv", PATIENTS)
-    land(config, "hospital_a/encounters/e1.csv", ENCOUNTERS)
     tables = open_tables(spark, config)
-    run_ingest(spark, config, tables, "run-1")
+    land_raw(spark, tables, config, "providers", PROVIDERS, "b1")
+    land_raw(spark, tables, config, "patients", PATIENTS, "b1")
+    land_raw(spark, tables, config, "encounters", ENCOUNTERS, "b1")
 
     first = run_process(spark, config, tables, "run-1")
 
@@ -97,9 +104,16 @@ def test_process_quarantines_dedupes_merges_and_reruns_incrementally(spark, conf
     assert again.status == "nothing-to-do" and again.entities == {}
     assert versions(tables, config) == before
 
-    land(config, "hospital_a/encounters/e2.csv", MORE_ENCOUNTERS)
-    run_ingest(spark, config, tables, "run-3")
-    third = run_process(spark, config.with_overrides(**{"quality.great_expectations": False}), tables, "run-3")
+    # A run that died before recording the encounters batch: it is processed again, once.
+    no_gx = config.with_overrides(**{"quality.great_expectations": False})
+    tables.delete(table_uri(config, "processed", BATCHES_TABLE), "entity = 'encounters'")
+    redo = run_process(spark, no_gx, tables, "run-2b")
+    assert set(redo.entities) == {"encounters"}
+    assert tables.read(table_uri(config, "processed", QUARANTINE_TABLE)).where("entity = 'encounters'").count() == 2
+    assert tables.read(table_uri(config, "processed", "encounters")).count() == 1
+
+    land_raw(spark, tables, config, "encounters", MORE_ENCOUNTERS, "b3")
+    third = run_process(spark, no_gx, tables, "run-3")
 
     assert set(third.entities) == {"encounters"} and third.status == "ok"
     assert (third.entities["encounters"].rows_in, third.entities["encounters"].rows_valid) == (2, 2)

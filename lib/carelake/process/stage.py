@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
 
@@ -77,70 +78,99 @@ def run_process(spark: SparkSession, config: Config, tables: DeltaTables, run_id
     writes nothing and returns status ``nothing-to-do``.
     """
     summary = StageSummary("process")
-    quality = config.section("quality")
     batches_uri = table_uri(config, "processed", BATCHES_TABLE)
     done = tables.read(batches_uri).select("entity", "batch_id") if tables.exists(batches_uri) else None
+    validate = bool(config.section("quality").get("great_expectations", True))
     suites: SuiteRunner | None = None
     failed = False
-
     for entity in ENTITY_ORDER:
-        raw_uri = table_uri(config, "raw", entity)
-        if not tables.exists(raw_uri):
+        new = _new_raw_rows(tables, config, entity, done)
+        if new is None:
             continue
-        raw = tables.read(raw_uri)
-        if done is not None:
-            raw = raw.join(done.where(F.col("entity") == entity).select(F.col("batch_id").alias("_batch_id")), "_batch_id", "left_anti")
-        per_batch = raw.groupBy("_batch_id", "_source_system").count().collect()
-        if not per_batch:
-            continue
-        batch_rows: Counter[str] = Counter()
-        for r in per_batch:
-            batch_rows[r["_batch_id"]] += r["count"]
-        senders = {r["_source_system"] for r in per_batch}
-        log.info("process %s: %d new row(s) in %d batch(es)", entity, sum(batch_rows.values()), len(batch_rows))
-        raw = raw.persist(StorageLevel.MEMORY_AND_DISK)
-        checked = _check(spark, config, tables, raw, entity, senders).persist(StorageLevel.MEMORY_AND_DISK)
-
-        counts = summary.counts(entity)
-        counts.rows_in = sum(batch_rows.values())
-        bad = failed_rows(checked)
-        marked = mark_duplicates(valid_rows(checked), entity).persist(StorageLevel.MEMORY_AND_DISK)
-        kinds = Counter({r[DUPLICATE]: r["count"] for r in marked.groupBy(DUPLICATE).count().collect()})
-        counts.rows_valid = kinds.get(None, 0)
-        counts.duplicates_dropped = kinds["exact"] + kinds["conflict"]
-        reasons = Counter({r["reason"]: r["count"] for r in bad.select(F.explode(FAILED_RULES).alias("reason")).groupBy("reason").count().collect()})
-        counts.rows_quarantined = bad.count()
-        if not counts.reconciles:
-            failed = True
-            summary.notes.append(f"{entity}: counts do not reconcile: {counts}")
-        kept = canonical_columns(marked.where(F.col(DUPLICATE).isNull()), entity)
-
-        if not counts.rows_valid:
-            summary.notes.append(f"{entity}: no valid rows in this batch")
-        else:
-            if quality.get("great_expectations", True):
-                suites = suites or SuiteRunner(_docs_dir(config, summary))
-                failed |= not _validate(suites, kept, entity, config, run_id, summary)
-            uri = table_uri(config, "processed", entity)
-            result = tables.merge(kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=_metadata(run_id, batch_rows))
-            counts.rows_written = counts.rows_valid
-            counts.delta_version = result.version
-            summary.tables[uri] = result.version
-        if counts.rows_quarantined:
-            quarantine_uri = table_uri(config, "processed", QUARANTINE_TABLE)
-            result = tables.write(quarantine_records(bad, entity, run_id), quarantine_uri, mode="append", commit_metadata=_metadata(run_id, batch_rows))
-            summary.tables[quarantine_uri] = result.version
-        result = tables.write(_batches_frame(spark, entity, batch_rows, run_id), batches_uri, mode="append", commit_metadata={"carelake.run_id": run_id})
-        summary.tables[batches_uri] = result.version
-
-        failed |= _note_entity(summary, entity, quality, reasons, kinds)
-        for frame in (marked, checked, raw):
-            frame.unpersist()
-
+        if validate and suites is None:
+            suites = SuiteRunner(_docs_dir(config, summary))
+        failed |= _process_entity(spark, config, tables, run_id, entity, new, suites, summary)
     if not summary.entities:
         summary.notes.append("no new raw batches to process")
         return summary.finish("nothing-to-do")
     return summary.finish("failed" if failed else "ok")
+
+
+@dataclass(frozen=True)
+class _NewRows:
+    raw: DataFrame
+    batch_rows: dict[str, int]  # batch id -> rows
+    senders: set[str]  # source systems with rows in those batches
+
+
+def _new_raw_rows(tables: DeltaTables, config: Config, entity: str, done: DataFrame | None) -> _NewRows | None:
+    """The raw rows of ``entity`` in batches not processed yet, or None when there are none."""
+    raw_uri = table_uri(config, "raw", entity)
+    if not tables.exists(raw_uri):
+        return None
+    raw = tables.read(raw_uri)
+    if done is not None:
+        seen = done.where(F.col("entity") == entity).select(F.col("batch_id").alias("_batch_id"))
+        raw = raw.join(seen, "_batch_id", "left_anti")
+    per_batch = raw.groupBy("_batch_id", "_source_system").count().collect()
+    if not per_batch:
+        return None
+    batch_rows: Counter[str] = Counter()
+    for row in per_batch:
+        batch_rows[row["_batch_id"]] += row["count"]
+    return _NewRows(raw, dict(batch_rows), {row["_source_system"] for row in per_batch})
+
+
+def _process_entity(
+    spark: SparkSession,
+    config: Config,
+    tables: DeltaTables,
+    run_id: str,
+    entity: str,
+    new: _NewRows,
+    suites: SuiteRunner | None,
+    summary: StageSummary,
+) -> bool:
+    """Check, quarantine, de-duplicate, validate and merge one entity's new rows; True when it failed."""
+    counts = summary.counts(entity)
+    counts.rows_in = sum(new.batch_rows.values())
+    log.info("process %s: %d new row(s) in %d batch(es)", entity, counts.rows_in, len(new.batch_rows))
+    checked = _check(spark, config, tables, new.raw, entity, new.senders).persist(StorageLevel.MEMORY_AND_DISK)
+    bad = failed_rows(checked)
+    marked = mark_duplicates(valid_rows(checked), entity).persist(StorageLevel.MEMORY_AND_DISK)
+    kinds = Counter({r[DUPLICATE]: r["count"] for r in marked.groupBy(DUPLICATE).count().collect()})
+    reasons = Counter({r["reason"]: r["count"] for r in bad.select(F.explode(FAILED_RULES).alias("reason")).groupBy("reason").count().collect()})
+    counts.rows_valid = kinds.get(None, 0)
+    counts.duplicates_dropped = kinds["exact"] + kinds["conflict"]
+    counts.rows_quarantined = bad.count()
+    failed = not counts.reconciles
+    if failed:
+        summary.notes.append(f"{entity}: counts do not reconcile: {counts}")
+    metadata = {"carelake.run_id": run_id, "carelake.batches": json.dumps(sorted(new.batch_rows))}
+
+    if counts.rows_valid:
+        kept = canonical_columns(marked.where(F.col(DUPLICATE).isNull()), entity)
+        if suites is not None:
+            failed |= not _validate(suites, kept, entity, config, run_id, summary)
+        uri = table_uri(config, "processed", entity)
+        result = tables.merge(kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata)
+        counts.rows_written = counts.rows_valid
+        counts.delta_version = summary.tables[uri] = result.version
+    else:
+        summary.notes.append(f"{entity}: no valid rows in this batch")
+    uri = table_uri(config, "processed", QUARANTINE_TABLE)
+    _forget_unrecorded_quarantine(tables, uri, entity, new.batch_rows)
+    if counts.rows_quarantined:
+        summary.tables[uri] = tables.write(quarantine_records(bad, entity, run_id), uri, mode="append", commit_metadata=metadata).version
+    # Recorded last: a run that died before this point left the batches unrecorded, so they are
+    # processed again; the merge is idempotent and their earlier quarantine rows were removed above.
+    uri = table_uri(config, "processed", BATCHES_TABLE)
+    summary.tables[uri] = tables.write(_batches_frame(spark, entity, new.batch_rows, run_id), uri, mode="append", commit_metadata=metadata).version
+
+    failed |= _note_entity(summary, entity, config.section("quality"), reasons, kinds)
+    marked.unpersist()
+    checked.unpersist()
+    return failed
 
 
 def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFrame, entity: str, senders: set[str]) -> DataFrame:
@@ -167,6 +197,16 @@ def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFr
     return checked.unionByName(unknown, allowMissingColumns=True)
 
 
+def _forget_unrecorded_quarantine(tables: DeltaTables, uri: str, entity: str, batch_rows: dict[str, int]) -> None:
+    """Delete quarantine rows of these (not yet recorded) batches left by an interrupted run."""
+    if not tables.exists(uri):
+        return
+    ids = ", ".join("'" + b.replace("'", "''") + "'" for b in sorted(batch_rows))
+    predicate = f"entity = '{entity}' AND batch_id IN ({ids})"
+    if not tables.read(uri).where(predicate).isEmpty():
+        tables.delete(uri, predicate)
+
+
 def _validate(suites: SuiteRunner, kept: DataFrame, entity: str, config: Config, run_id: str, summary: StageSummary) -> bool:
     """Run the entity's suite, save GX's result with the run, note the outcome; True when it passed."""
     outcome: SuiteOutcome = suites.validate(kept, entity)
@@ -184,7 +224,7 @@ def _note_entity(summary: StageSummary, entity: str, quality: dict, reasons: Cou
     if not counts.rows_quarantined:
         return False
     rate, limit = counts.rows_quarantined / counts.rows_in, max_quarantine_rate(quality, entity)
-    top = ", ".join(f"{name} {n}" for name, n in reasons.most_common(5))
+    top = ", ".join(f"{name} {n}" for name, n in reasons.most_common())
     summary.notes.append(f"{entity}: {counts.rows_quarantined} of {counts.rows_in} row(s) quarantined ({rate:.1%}; {top})")
     if rate > limit:
         summary.notes.append(f"{entity}: quarantine rate {rate:.1%} exceeds quality max_quarantine_rate {limit:.1%}")
@@ -198,10 +238,6 @@ def _docs_dir(config: Config, summary: StageSummary) -> str | None:
         return None
     _, path = filesystem_for(join_uri(config.root, "_quality", "data_docs"))
     return path
-
-
-def _metadata(run_id: str, batch_rows: dict[str, int]) -> dict[str, str]:
-    return {"carelake.run_id": run_id, "carelake.batches": json.dumps(sorted(batch_rows))}
 
 
 def _batches_frame(spark: SparkSession, entity: str, batch_rows: dict[str, int], run_id: str) -> DataFrame:
