@@ -1,0 +1,79 @@
+"""Column expressions the curated aggregates share: event windows, safe ratios, small-volume
+corrections (empirical-Bayes shrinkage, Wilson bounds) and the 0..1 sub-scores of the
+composite scores.
+
+Ratios are rounded (:data:`RATIO_DIGITS`): a double summed in another order can differ in its
+last bits, and an incremental rebuild compares fresh rows with stored ones to merge only real
+changes.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+RATIO_DIGITS = 4
+WILSON_Z = 1.96  # 95% two-sided
+# Empirical-Bayes prior weight: a provider's rate is pulled toward the specialty rate as if it
+# had this many extra encounters at that rate, so 2 readmissions in 5 cases do not rank worst.
+PRIOR_WEIGHT = 20.0
+
+
+def in_window(event: Column, as_of: date, days: int | None) -> Column:
+    """True for events on/before ``as_of`` and, when ``days`` is given, within the ``days`` days
+    ending on ``as_of`` (``as_of - days < event <= as_of``)."""
+    until = event <= F.lit(as_of)
+    return until if days is None else until & (event > F.date_sub(F.lit(as_of), days))
+
+
+def ratio(numerator: Column, denominator: Column) -> Column:
+    """numerator / denominator as a rounded double; null when the denominator is 0 or null."""
+    return F.round(
+        F.when(denominator != 0, numerator.cast("double") / denominator.cast("double")), RATIO_DIGITS
+    )
+
+
+def shrunk_rate(events: Column, cases: Column, prior_rate: Column, weight: float = PRIOR_WEIGHT) -> Column:
+    """Empirical-Bayes rate (events + weight * prior) / (cases + weight): equal to the prior with
+    no cases, approaching events / cases as cases grow."""
+    return F.round(
+        (events.cast("double") + F.lit(weight) * prior_rate) / (cases.cast("double") + F.lit(weight)), RATIO_DIGITS
+    )
+
+
+def _wilson(events: Column, cases: Column, sign: float) -> Column:
+    n = cases.cast("double")
+    p = events.cast("double") / n
+    z2 = WILSON_Z * WILSON_Z
+    centre = p + F.lit(z2) / (2 * n)
+    spread = F.lit(WILSON_Z) * F.sqrt(p * (1 - p) / n + F.lit(z2) / (4 * n * n))
+    return F.round(F.when(n > 0, (centre + F.lit(sign) * spread) / (1 + F.lit(z2) / n)), RATIO_DIGITS)
+
+
+def wilson_lower(events: Column, cases: Column) -> Column:
+    """Lower bound of the 95% Wilson score interval of events / cases; null without cases."""
+    return _wilson(events, cases, -1.0)
+
+
+def wilson_upper(events: Column, cases: Column) -> Column:
+    """Upper bound of the 95% Wilson score interval of events / cases; null without cases."""
+    return _wilson(events, cases, 1.0)
+
+
+def index_score(observed_over_expected: Column) -> Column:
+    """A 0..1 score from an observed/expected ratio where lower is better:
+    ``clamp(1.5 - ratio, 0, 1)`` — 1 at half the expected value or less, 0.5 as expected,
+    0 at 1.5 times expected or more. Null stays null."""
+    return F.least(F.lit(1.0), F.greatest(F.lit(0.0), F.lit(1.5) - observed_over_expected))
+
+
+def diagnosis_chapter(code: Column) -> Column:
+    """The ICD-10 chapter letter of a diagnosis code (upper case), ``?`` when missing."""
+    return F.coalesce(F.upper(F.substring(F.trim(code), 1, 1)), F.lit("?"))
+
+
+def zip3_of(zip_code: Column) -> Column:
+    """The first three digits of a ZIP code; null when it has fewer than three characters."""
+    return F.when(F.length(F.trim(zip_code)) >= 3, F.substring(F.trim(zip_code), 1, 3))
