@@ -13,6 +13,7 @@ from carelake.quality.quarantine import (
     mark_duplicates,
     max_quarantine_rate,
     quarantine_records,
+    unconfigured_rows,
     valid_rows,
 )
 
@@ -83,6 +84,21 @@ def test_quarantine_records_carry_every_reason_and_the_payload(spark):
     )
     assert_df_equality(records, want, ignore_row_order=True, ignore_nullable=True)
     assert valid_rows(checked).count() == 1
+
+
+def test_rows_of_a_system_without_a_mapping_are_failed_not_lost(spark):
+    raw = spark.createDataFrame(
+        [("1", "hospital_a"), ("2", "hospital_z"), ("3", None)],
+        "npi string, _source_system string",
+    ).selectExpr("*", "'f.csv' AS _source_file", "'b1' AS _batch_id", "CAST(NULL AS timestamp) AS _ingested_at",
+                 "CAST(NULL AS string) AS _corrupt_record")
+    actual = unconfigured_rows(raw, ["hospital_a"]).select("_source_system", "_failed_rules", "_raw_payload")
+    want = spark.createDataFrame(
+        [("hospital_z", ["source_not_configured"], '{"npi":"2","_corrupt_record":null}'),
+         (None, ["source_not_configured"], '{"npi":"3","_corrupt_record":null}')],
+        "_source_system string, _failed_rules array<string>, _raw_payload string",
+    )
+    assert_df_equality(actual, want, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_rates_per_entity_override_the_default():
