@@ -239,7 +239,7 @@ def test_storage_options_empty_for_local_and_from_config_for_s3(config: Config, 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
     s3 = config.with_overrides(
-        **{"lakehouse.root": "s3://lake/prefix", "storage.endpoint": "http://127.0.0.1:8333",
+        **{"lakehouse.root": "s3://lake/prefix", "storage.endpoint_url": "http://127.0.0.1:8333",
            "storage.region": "us-east-1", "storage.path_style": True}
     )
     assert storage_options(s3) == {

@@ -15,6 +15,7 @@ from pyspark.sql import SparkSession
 from carelake.config import Config
 from carelake.delta import open_tables
 from carelake.run import RunSummary, StageSummary, new_run_id
+from carelake.storage import check_store
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ def run_pipeline(
 ) -> RunSummary:
     """Run ``stages`` in order; stop after a failed stage; write and return the run summary."""
     functions = [(name, stage_function(name)) for name in stages]
+    check_store(config)
     summary = RunSummary(run_id=run_id or new_run_id(), config_file=config.source_file, root=config.root)
     tables = open_tables(spark, config)
     for name, function in functions:
@@ -51,12 +53,12 @@ def run_pipeline(
             # Keep the record of what ran before the error, then let the caller report it.
             summary.stages.append(StageSummary(name, notes=[f"{type(exc).__name__}: {exc}"]).finish("error"))
             summary.status = "error"
-            summary.write()
+            summary.write(config)
             raise
         summary.stages.append(stage)
         if stage.status == "failed":
             break
     statuses = {s.status for s in summary.stages}
     summary.status = "failed" if "failed" in statuses else "ok"
-    summary.write()
+    summary.write(config)
     return summary

@@ -67,7 +67,7 @@ def discover(config: Config) -> list[tuple[FileInfo, SourceSystem, SourceEntity]
     found = []
     for system in config.sources.values():
         for entity in system.entities.values():
-            found.extend((info, system, entity) for info in list_files(config.landing, entity.path))
+            found.extend((info, system, entity) for info in list_files(config.landing, entity.path, config))
     return found
 
 
@@ -116,11 +116,11 @@ def run_ingest(spark: SparkSession, config: Config, tables: DeltaTables, run_id:
     new_files: list[LandedFile] = []
     skipped = 0
     for info, system, entity in discover(config):
-        digest = sha256_of(info.uri)
+        digest = sha256_of(info.uri, config)
         if (info.relative_path, digest) in logged:
             skipped += 1
             continue
-        sniffed = sniff_file(read_head(info.uri), info.size, system, entity)
+        sniffed = sniff_file(read_head(info.uri, config), info.size, system, entity)
         new_files.append(LandedFile(info, digest, system, entity, sniffed.columns, sniffed.reason))
     log.info("ingest: %d new file(s), %d already ingested", len(new_files), skipped)
 
@@ -134,7 +134,7 @@ def run_ingest(spark: SparkSession, config: Config, tables: DeltaTables, run_id:
 
     for entity_name, files in sorted(by_entity.items()):
         counts = summary.counts(entity_name)
-        frame = _read_entity(spark, files, batch_id, now)
+        frame = _read_entity(spark, config, files, batch_id, now)
         file_meta = [_entry(f, "ingested", None, None, batch_id, now) for f in files]
         uri = table_uri(config, "raw", entity_name)
         result = tables.write(
@@ -188,15 +188,15 @@ def _entry(landed: LandedFile, status: str, reason: str | None, rows: int | None
     }
 
 
-def _read_entity(spark: SparkSession, files: list[LandedFile], batch_id: str, now: datetime) -> DataFrame:
-    """One DataFrame for all new files of an entity: one Spark read per (system, header) group."""
+def _read_entity(spark: SparkSession, config: Config, files: list[LandedFile], batch_id: str, now: datetime) -> DataFrame:
+    """One DataFrame for all new files of an entity: one read per (system, header) group."""
     groups: dict[tuple[str, tuple[str, ...]], list[LandedFile]] = defaultdict(list)
     for landed in files:
         groups[(landed.system.name, landed.columns)].append(landed)
     frames = []
     for (_, columns), group in sorted(groups.items()):
         system = group[0].system
-        raw = read_source_files(spark, system, columns, [f.info.uri for f in group])
+        raw = read_source_files(spark, config, system, columns, [f.info.uri for f in group])
         frames.append(with_raw_metadata(raw, system.name, batch_id, now))
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 

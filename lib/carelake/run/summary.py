@@ -14,9 +14,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pyarrow import fs as pafs
-
-from carelake.storage import is_remote, join_uri, to_local_path
+from carelake.config import Config
+from carelake.storage import filesystem_for, join_uri
 
 
 def new_run_id() -> str:
@@ -99,15 +98,12 @@ class RunSummary:
             "stages": [s.to_dict() for s in self.stages],
         }
 
-    def write(self) -> str:
-        """Write ``<root>/_runs/<run_id>.json`` (local disk or object store); returns its URI."""
+    def write(self, config: Config) -> str:
+        """Write ``<root>/_runs/<run_id>.json`` (local disk or the object store ``config`` names); returns its URI."""
         self.finished_at = self.finished_at or datetime.now(timezone.utc).isoformat()
         uri = join_uri(self.root, "_runs", f"{self.run_id}.json")
         payload = json.dumps(self.to_dict(), indent=2, sort_keys=False).encode("utf-8")
-        if is_remote(uri):
-            filesystem, path = pafs.FileSystem.from_uri(uri)
-        else:
-            filesystem, path = pafs.LocalFileSystem(), to_local_path(uri)
+        filesystem, path = filesystem_for(uri, config)
         filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
         with filesystem.open_output_stream(path) as out:
             out.write(payload)

@@ -8,7 +8,9 @@ from dataclasses import dataclass
 
 from pyarrow import fs as pafs
 
-from carelake.storage.paths import is_remote, join_uri, to_local_path
+from carelake.config import Config
+from carelake.storage.objectstore import arrow_filesystem, storage_options
+from carelake.storage.paths import is_remote, join_uri
 
 _CHUNK = 8 * 1024 * 1024
 
@@ -22,19 +24,17 @@ class FileInfo:
     size: int
 
 
-def filesystem_for(uri: str) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem serving ``uri`` and the path inside it."""
-    if is_remote(uri):
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), to_local_path(uri)
+def filesystem_for(uri: str, config: Config) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem serving ``uri`` (endpoint and region from ``config``) and the path inside it."""
+    return arrow_filesystem(uri, storage_options(config))
 
 
-def list_files(base_uri: str, pattern: str) -> list[FileInfo]:
+def list_files(base_uri: str, pattern: str, config: Config) -> list[FileInfo]:
     """Files under ``base_uri`` whose relative path matches the glob ``pattern``, sorted by path.
 
     A missing base folder yields no files rather than an error: nothing has landed yet.
     """
-    filesystem, base = filesystem_for(base_uri)
+    filesystem, base = filesystem_for(base_uri, config)
     if not is_remote(base_uri):
         base_uri = base  # absolute, as Spark reports the files it reads
     selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
@@ -48,9 +48,9 @@ def list_files(base_uri: str, pattern: str) -> list[FileInfo]:
     return sorted(found, key=lambda f: f.relative_path)
 
 
-def sha256_of(uri: str) -> str:
+def sha256_of(uri: str, config: Config) -> str:
     """Hex SHA-256 of a file's bytes, streamed in chunks (never the whole file in memory)."""
-    filesystem, path = filesystem_for(uri)
+    filesystem, path = filesystem_for(uri, config)
     digest = hashlib.sha256()
     with filesystem.open_input_stream(path) as stream:
         while chunk := stream.read(_CHUNK):
@@ -58,8 +58,8 @@ def sha256_of(uri: str) -> str:
     return digest.hexdigest()
 
 
-def read_head(uri: str, max_bytes: int = 64 * 1024) -> bytes:
+def read_head(uri: str, config: Config, max_bytes: int = 64 * 1024) -> bytes:
     """The first ``max_bytes`` bytes of a file, for sniffing its header and content."""
-    filesystem, path = filesystem_for(uri)
+    filesystem, path = filesystem_for(uri, config)
     with filesystem.open_input_stream(path) as stream:
         return stream.read(max_bytes)
