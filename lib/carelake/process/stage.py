@@ -210,7 +210,7 @@ def _forget_unrecorded_quarantine(tables: DeltaTables, uri: str, entity: str, ba
 def _validate(suites: SuiteRunner, kept: DataFrame, entity: str, config: Config, run_id: str, summary: StageSummary) -> bool:
     """Run the entity's suite, save GX's result with the run, note the outcome; True when it passed."""
     outcome: SuiteOutcome = suites.validate(kept, entity)
-    _write_json(join_uri(config.root, "_runs", run_id, "gx", f"{entity}.json"), outcome.result)
+    _write_json(join_uri(config.root, "_runs", run_id, "gx", f"{entity}.json"), outcome.result, config)
     verdict = "passed" if outcome.success else "FAILED " + ", ".join(outcome.failed)
     summary.notes.append(f"{entity}: expectation suite {verdict} ({outcome.seconds:.1f} s)")
     return outcome.success
@@ -236,7 +236,7 @@ def _docs_dir(config: Config, summary: StageSummary) -> str | None:
     if is_remote(config.root):
         summary.notes.append("GX data docs are built only for a local lakehouse root; results are still saved per run")
         return None
-    _, path = filesystem_for(join_uri(config.root, "_quality", "data_docs"))
+    _, path = filesystem_for(join_uri(config.root, "_quality", "data_docs"), config)
     return path
 
 
@@ -245,8 +245,8 @@ def _batches_frame(spark: SparkSession, entity: str, batch_rows: dict[str, int],
     return spark.createDataFrame([(entity, b, n, run_id, now) for b, n in sorted(batch_rows.items())], BATCHES_SCHEMA)
 
 
-def _write_json(uri: str, payload: dict) -> None:
-    filesystem, path = filesystem_for(uri)
+def _write_json(uri: str, payload: dict, config: Config) -> None:
+    filesystem, path = filesystem_for(uri, config)
     filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
     with filesystem.open_output_stream(path) as out:
         out.write(json.dumps(payload, indent=2, default=str).encode("utf-8"))
