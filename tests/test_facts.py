@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.types import StructField, StructType
 
 from carelake.model.facts import (
     build_fact_claim,
@@ -19,6 +20,14 @@ from carelake.model.facts import (
     with_partitions,
 )
 from carelake.sources.canonical import canonical_schema
+
+
+def tokenised(entity: str) -> StructType:
+    """The processed schema as the model reads it: ``patient_key`` already replaced by ``patient_token``."""
+    return StructType(
+        [StructField("patient_token" if f.name == "patient_key" else f.name, f.dataType, f.nullable)
+         for f in canonical_schema(entity)]
+    )
 
 OPEN = datetime(9999, 12, 31)
 LINEAGE = ("hospital_a", "f.csv", "b1", datetime(2024, 1, 1))
@@ -44,14 +53,14 @@ def patient_dim(spark: SparkSession) -> DataFrame:
             (502, "A-1", datetime(2024, 3, 1), OPEN, True),
             (601, "A-2", datetime(2024, 1, 1), datetime(2024, 2, 1), False),
         ],
-        "patient_sk bigint, patient_key string, valid_from timestamp, valid_to timestamp, is_current boolean",
+        "patient_sk bigint, patient_token string, valid_from timestamp, valid_to timestamp, is_current boolean",
     )
 
 
 def lookups(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
     return (
         version_lookup(provider_dim(spark), "npi", "provider_sk"),
-        version_lookup(patient_dim(spark), "patient_key", "patient_sk"),
+        version_lookup(patient_dim(spark), "patient_token", "patient_sk"),
     )
 
 
@@ -72,7 +81,7 @@ def test_encounter_facts_take_the_versions_valid_on_admit_date(spark: SparkSessi
             encounter("E3", "A-1", "1", date(2024, 3, 15), date(2024, 3, 16)),  # the day it changed
             encounter("E4", "A-2", "9", date(2024, 3, 1), date(2024, 3, 2), None),  # unknown npi, ended patient
         ],
-        canonical_schema("encounters"),
+        tokenised("encounters"),
     )
     procedures = spark.createDataFrame(
         [procedure("P1", "E1", "100.50"), procedure("P2", "E1", "20.00"), procedure("P3", "E3", "7.25")],
@@ -105,7 +114,7 @@ def test_claim_measures_and_denial_flag(spark: SparkSession) -> None:
             ("C2", "hospital_a", "E1", "A-1", "2", "acme", Decimal("80.00"), Decimal("0.00"),
              Decimal("0.00"), " Denied", None, date(2024, 3, 5), None, datetime(2024, 4, 1), *LINEAGE),
         ],
-        canonical_schema("claims"),
+        tokenised("claims"),
     )
     providers, patients = lookups(spark)
     actual = build_fact_claim(claims, providers, patients, 4).select(
@@ -125,7 +134,7 @@ def test_claim_measures_and_denial_flag(spark: SparkSession) -> None:
 def test_referral_is_keyed_to_both_providers_and_bucketed_by_referring_npi(spark: SparkSession) -> None:
     referrals = spark.createDataFrame(
         [("R1", "1", "2", "hospital_a", "A-1", "emp", date(2024, 2, 20), "open", "ortho", datetime(2024, 4, 1), *LINEAGE)],
-        canonical_schema("referrals"),
+        tokenised("referrals"),
     )
     providers, patients = lookups(spark)
     actual = build_fact_referral(referrals, providers, patients, 1).select(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -11,9 +13,17 @@ from pyspark.sql import DataFrame, SparkSession
 
 from carelake.delta.scd2 import Scd2Spec
 from carelake.model.dimensions import dimension_spec, patient_updates, provider_updates
+from carelake.privacy import tokenise_patient_key
 from carelake.sources.canonical import canonical_schema
 
-PII = {"first_name", "last_name", "ssn", "phone", "email", "street_address", "birth_date", "mrn", "zip", "patient_id"}
+KEY = bytes(range(32))
+
+PII = {"first_name", "last_name", "ssn", "phone", "email", "street_address", "birth_date", "mrn", "zip", "patient_id",
+       "patient_key"}
+
+
+def token(patient_key: str) -> str:
+    return hmac.new(KEY, patient_key.encode(), hashlib.sha256).hexdigest()
 
 
 def lineage(batch: str) -> tuple:
@@ -39,16 +49,16 @@ def test_patient_updates_are_deidentified(spark: SparkSession) -> None:
         ],
         canonical_schema("patients"),
     )
-    actual = patient_updates(patients)
+    actual = patient_updates(tokenise_patient_key(patients, KEY))
     assert not PII & set(actual.columns)
     expected = spark.createDataFrame(
         [
-            ("A-1", "hospital_a", "F", 1980, "606", datetime(2024, 5, 1)),
-            ("A-2", "hospital_a", "F", 1934, "000", datetime(2024, 5, 1)),  # 036 is a restricted zip3
-            ("A-3", "hospital_a", "F", 1934, "606", datetime(2024, 5, 1)),
-            ("A-4", "hospital_a", "F", None, None, datetime(2024, 5, 1)),
+            (token("A-1"), "hospital_a", "F", 1980, "606", datetime(2024, 5, 1)),
+            (token("A-2"), "hospital_a", "F", 1934, "000", datetime(2024, 5, 1)),  # 036 is a restricted zip3
+            (token("A-3"), "hospital_a", "F", 1934, "606", datetime(2024, 5, 1)),
+            (token("A-4"), "hospital_a", "F", None, None, datetime(2024, 5, 1)),
         ],
-        "patient_key string, source_system string, sex string, birth_year int, zip3 string, updated_at timestamp",
+        "patient_token string, source_system string, sex string, birth_year int, zip3 string, updated_at timestamp",
     )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -57,7 +67,7 @@ def test_patients_over_89_are_shown_as_90(spark: SparkSession) -> None:
     patients = spark.createDataFrame(
         [patient("A-9", date(1920, 1, 1), "60601", datetime(2024, 5, 1))], canonical_schema("patients")
     )
-    assert patient_updates(patients).collect()[0]["birth_year"] == 2024 - 90
+    assert patient_updates(tokenise_patient_key(patients, KEY)).collect()[0]["birth_year"] == 2024 - 90
 
 
 def test_provider_updates_keep_attributes_and_effective_time(spark: SparkSession) -> None:

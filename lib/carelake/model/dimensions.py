@@ -1,7 +1,7 @@
 """The curated dimensions' update rows and their SCD2 specs.
 
 ``dim_provider`` keeps the provider's descriptive attributes (names of providers are not
-patient PII and analysts need them). ``dim_patient`` is de-identified: only patient key, source
+patient PII and analysts need them). ``dim_patient`` is de-identified: only the keyed patient token, source
 system, sex, a Safe Harbor birth year and zip3 reach it — never names, SSN, phone, email, street
 address, MRN or the birth date.
 """
@@ -31,7 +31,7 @@ DEFAULT_SPECS: dict[str, dict[str, Any]] = {
         "surrogate_col": "provider_sk", "snapshot": False,
     },
     "dim_patient": {
-        "natural_key": ["patient_key"], "tracked": list(PATIENT_ATTRIBUTES),
+        "natural_key": ["patient_token"], "tracked": list(PATIENT_ATTRIBUTES),
         "effective_col": "updated_at", "surrogate_col": "patient_sk", "snapshot": False,
     },
 }
@@ -52,7 +52,8 @@ def provider_updates(providers: DataFrame) -> DataFrame:
 
 
 def patient_updates(patients: DataFrame) -> DataFrame:
-    """Processed ``patients`` rows -> de-identified dim_patient update rows: ``patient_key``,
+    """Tokenised processed ``patients`` rows (see :func:`carelake.privacy.tokenise_patient_key`)
+    -> de-identified dim_patient update rows: ``patient_token``,
     ``source_system``, ``sex``, ``birth_year``, ``zip3``, ``updated_at``.
 
     ``birth_year`` is the year of birth; for patients over 89 at ``updated_at`` it is the year
@@ -67,7 +68,7 @@ def patient_updates(patients: DataFrame) -> DataFrame:
         F.coalesce(birth_year_generalised(F.col("birth_date"), as_of), grouped_year),
     )
     return patients.select(
-        "patient_key",
+        "patient_token",
         "source_system",
         "sex",
         birth_year.cast("int").alias("birth_year"),

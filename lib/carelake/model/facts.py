@@ -4,7 +4,9 @@ Every fact is partitioned by ``service_month`` ('yyyy-MM' of its event date; ``u
 date is missing, so such rows stay visible instead of landing in a null partition) and
 ``npi_bucket`` = pmod(xxhash64(npi), N). Measures are numbers aggregates can sum: flags are 0/1
 ints. Dimension keys (``provider_sk``, ``patient_sk``) are those of the version valid on the event
-date, null when the key has no version then.
+date, null when the key has no version then. Patients are identified by ``patient_token`` (the
+keyed token of the processed ``patient_key``, see :func:`carelake.privacy.tokenise_patient_key`):
+inputs are processed rows already tokenised.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def build_fact_encounter(
         F.sum("charge_amount").alias("encounter_cost"),
     )
     base = encounters.join(costs, "encounter_key", "left").select(
-        "encounter_key", "source_system", "encounter_id", "patient_key", "npi", "department",
+        "encounter_key", "source_system", "encounter_id", "patient_token", "npi", "department",
         "encounter_type", "diagnosis_code", "admit_date", "discharge_date",
         F.datediff("discharge_date", "admit_date").alias("length_of_stay_days"),
         F.coalesce("procedure_count", F.lit(0)).alias("procedure_count"),
@@ -111,7 +113,7 @@ def build_fact_encounter(
         _flag("readmitted_30d"), _flag("complication"), "satisfaction_score", "updated_at",
     )
     keyed = attach_version(base, providers, "npi", "admit_date", "provider_sk", "provider_sk")
-    keyed = attach_version(keyed, patients, "patient_key", "admit_date", "patient_sk", "patient_sk")
+    keyed = attach_version(keyed, patients, "patient_token", "admit_date", "patient_sk", "patient_sk")
     return with_partitions(keyed, "admit_date", "npi", buckets)
 
 
@@ -121,13 +123,13 @@ def build_fact_procedure(
     """Processed procedures, their encounters (for the patient) and the version lookups ->
     ``fact_procedure``, one row per ``procedure_key``. Measures: ``units``, ``charge_amount``.
     Event date: procedure date."""
-    patient_of = encounters.select("encounter_key", "patient_key")
+    patient_of = encounters.select("encounter_key", "patient_token")
     base = procedures.join(patient_of, "encounter_key", "left").select(
-        "procedure_key", "source_system", "procedure_id", "encounter_key", "patient_key", "npi",
+        "procedure_key", "source_system", "procedure_id", "encounter_key", "patient_token", "npi",
         "procedure_code", "code_system", "procedure_date", "units", "charge_amount",
     )
     keyed = attach_version(base, providers, "npi", "procedure_date", "provider_sk", "provider_sk")
-    keyed = attach_version(keyed, patients, "patient_key", "procedure_date", "patient_sk", "patient_sk")
+    keyed = attach_version(keyed, patients, "patient_token", "procedure_date", "patient_sk", "patient_sk")
     return with_partitions(keyed, "procedure_date", "npi", buckets)
 
 
@@ -136,14 +138,14 @@ def build_fact_claim(claims: DataFrame, providers: DataFrame, patients: DataFram
     Measures: ``billed_amount``, ``allowed_amount``, ``paid_amount``, ``is_denied`` (0/1: status
     'denied', any case), ``days_to_payment`` (paid - submitted). Event date: service date."""
     base = claims.select(
-        "claim_id", "patient_source_system", "encounter_key", "patient_key", "npi", "payer", "status",
+        "claim_id", "patient_source_system", "encounter_key", "patient_token", "npi", "payer", "status",
         "service_date", "submitted_date", "paid_date", "billed_amount", "allowed_amount", "paid_amount",
         F.when(F.lower(F.trim("status")) == "denied", 1).otherwise(0).alias("is_denied"),
         F.datediff("paid_date", "submitted_date").alias("days_to_payment"),
         "updated_at",
     )
     keyed = attach_version(base, providers, "npi", "service_date", "provider_sk", "provider_sk")
-    keyed = attach_version(keyed, patients, "patient_key", "service_date", "patient_sk", "patient_sk")
+    keyed = attach_version(keyed, patients, "patient_token", "service_date", "patient_sk", "patient_sk")
     return with_partitions(keyed, "service_date", "npi", buckets)
 
 
@@ -153,13 +155,13 @@ def build_fact_referral(referrals: DataFrame, providers: DataFrame, patients: Da
     ``referred_to_provider_sk``). Measure: ``referral_count`` (1). Event date: referral date;
     bucketed by the referring NPI."""
     base = referrals.select(
-        "referral_id", "referring_npi", "referred_to_npi", "patient_source_system", "patient_key",
+        "referral_id", "referring_npi", "referred_to_npi", "patient_source_system", "patient_token",
         "employer_id", "specialty_requested", "status", "referral_date",
         F.lit(1).alias("referral_count"), "updated_at",
     )
     keyed = attach_version(base, providers, "referring_npi", "referral_date", "provider_sk", "referring_provider_sk")
     keyed = attach_version(keyed, providers, "referred_to_npi", "referral_date", "provider_sk", "referred_to_provider_sk")
-    keyed = attach_version(keyed, patients, "patient_key", "referral_date", "patient_sk", "patient_sk")
+    keyed = attach_version(keyed, patients, "patient_token", "referral_date", "patient_sk", "patient_sk")
     return with_partitions(keyed, "referral_date", "referring_npi", buckets)
 
 

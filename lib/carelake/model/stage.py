@@ -5,6 +5,9 @@ Incremental: a processed row is new when its ``_batch_id`` is not yet in ``curat
 batches are logged last, so a run that fails half-way is redone whole next time — every write
 here is idempotent (SCD2 re-plans to nothing, fact partitions are replaced with the same rows).
 A run with no new batches writes nothing.
+
+De-identification happens on the way in and out: ``patient_key`` is replaced by the keyed
+``patient_token`` as processed rows are read, and fact dates are kept to ``privacy.date_grain``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from carelake.model.facts import (
     touched_partitions,
     version_lookup,
 )
+from carelake.privacy import coarsen_dates, date_grain, resolve_token_key, tokenise_patient_key
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
 from carelake.storage import table_uri
@@ -117,6 +121,8 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     version after the run. Status ``nothing-to-do`` when no processed batch is new.
     """
     summary = StageSummary("model")
+    token_key = resolve_token_key(config)
+    grain = date_grain(config)
     meta = {"carelake.run_id": run_id, "carelake.stage": "model"}
     curated = {name: table_uri(config, "curated", name) for name in (*FACTS, "dim_provider", "dim_patient", "dim_date")}
     log_uri = table_uri(config, "curated", MODEL_BATCHES_TABLE)
@@ -128,11 +134,11 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     for entity in MODEL_INPUTS:
         uri = table_uri(config, "processed", entity)
         if not tables.exists(uri):
-            full[entity] = new[entity] = spark.createDataFrame([], canonical_schema(entity))
+            full[entity] = new[entity] = tokenise_patient_key(spark.createDataFrame([], canonical_schema(entity)), token_key)
             summary.notes.append(f"{entity}: no processed table at {uri} yet")
             continue
         # Pin one version so the batches listed and the rows read agree.
-        full[entity] = tables.read(uri, version=tables.version(uri))
+        full[entity] = tokenise_patient_key(tables.read(uri, version=tables.version(uri)), token_key)
         batches = [
             r["_batch_id"]
             for r in full[entity].select("_batch_id").distinct()
@@ -157,7 +163,7 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
         dim: version_lookup(tables.read(curated[dim]), key, sk)
         if tables.exists(curated[dim])
         else version_lookup(spark.createDataFrame([], f"{key} string, valid_from timestamp, valid_to timestamp, {sk} bigint"), key, sk)
-        for dim, key, sk in (("dim_provider", "npi", "provider_sk"), ("dim_patient", "patient_key", "patient_sk"))
+        for dim, key, sk in (("dim_provider", "npi", "provider_sk"), ("dim_patient", "patient_token", "patient_sk"))
     }
     providers, patients = lookups["dim_provider"], lookups["dim_patient"]
     buckets = config.npi_buckets
@@ -182,7 +188,7 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     }
     event_dates = []
     for name, batch in batches.items():
-        batch = batch.localCheckpoint(eager=True)
+        batch = coarsen_dates(batch, grain).localCheckpoint(eager=True)
         result = upsert_fact(tables, curated[name], batch, list(FACTS[name].business_key), commit_metadata=meta)
         rows = batch.count()
         _record(summary, name, curated[name], rows, rows, result, tables)

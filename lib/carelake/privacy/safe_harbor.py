@@ -7,8 +7,11 @@ those where the three-digit area holds 20,000 people or fewer (those become ``00
 
 from __future__ import annotations
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
+from pyspark.sql.types import DateType
+
+from carelake.config import Config, ConfigError
 
 # Three-digit zip areas with 20,000 or fewer residents (2000 Census), per HHS guidance.
 RESTRICTED_ZIP3 = (
@@ -16,6 +19,8 @@ RESTRICTED_ZIP3 = (
     "823", "830", "831", "878", "879", "884", "890", "893",
 )
 AGE_CAP = 90  # "90 or older" is one group
+DATE_GRAINS = ("day", "month")
+DATE_KEY = "date_key"  # yyyymmdd int beside an event date in the facts
 
 
 def zip3_generalised(zip_code: Column) -> Column:
@@ -46,3 +51,27 @@ def age_band(birth_date: Column, as_of: Column) -> Column:
 def month_grain(date: Column) -> Column:
     """A date kept only to its month (first day of the month)."""
     return F.trunc(date, "month")
+
+
+def date_grain(config: Config) -> str:
+    """``privacy.date_grain`` (``day`` by default, or ``month``); a clear error otherwise."""
+    grain = str(config.section("privacy").get("date_grain", "day"))
+    if grain not in DATE_GRAINS:
+        raise ConfigError(f"{config.source_file}: privacy.date_grain must be one of {DATE_GRAINS}, found {grain!r}")
+    return grain
+
+
+def coarsen_dates(df: DataFrame, grain: str) -> DataFrame:
+    """Every date column (and a ``date_key`` yyyymmdd int) kept to ``grain``: unchanged for
+    ``day``; the first of the month for ``month``. Durations computed earlier are kept."""
+    if grain == "day":
+        return df
+    dates = {f.name for f in df.schema.fields if isinstance(f.dataType, DateType)}
+    return df.select(
+        *[
+            month_grain(F.col(c)).alias(c) if c in dates
+            else (F.col(c) - F.col(c) % 100 + 1).cast("int").alias(c) if c == DATE_KEY
+            else F.col(c)
+            for c in df.columns
+        ]
+    )

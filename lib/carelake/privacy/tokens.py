@@ -12,13 +12,22 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import re
+import secrets
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from carelake.config import Config
+from carelake.storage import is_remote, to_local_path
+
+log = logging.getLogger(__name__)
+
 TOKEN_KEY_ENV = "CARELAKE_TOKEN_KEY"
+PATIENT_KEY, PATIENT_TOKEN = "patient_key", "patient_token"
+DEV_KEY_DIR, DEV_KEY_FILE = "_secrets", "token.key"
 _BLOCK = 64  # SHA-256 block size in bytes
 _MIN_KEY_BYTES = 32
 
@@ -60,3 +69,57 @@ def hmac_sha256_hex(value: Column, key: bytes) -> Column:
     message = F.encode(value.cast("string"), "UTF-8")
     inner = F.unhex(F.sha2(F.concat(F.lit(inner_pad), message), 256))
     return F.sha2(F.concat(F.lit(outer_pad), inner), 256)
+
+
+def dev_key_path(config: Config) -> str:
+    """Where a local lakehouse keeps its generated development key: ``<root>/_secrets/token.key``."""
+    return os.path.join(to_local_path(config.root), DEV_KEY_DIR, DEV_KEY_FILE)
+
+
+def resolve_token_key(config: Config, env: dict[str, str] | os._Environ[str] | None = None) -> bytes:
+    """The token key: ``$CARELAKE_TOKEN_KEY`` when set; else, for a local lakehouse only, a
+    random development key generated once into :func:`dev_key_path` (mode 0600) with a warning.
+
+    An object-store lakehouse without the variable fails: a key stored beside the data it
+    protects would let anyone who reads the lake recompute tokens, and a key that changes
+    between runs would break every join on ``patient_token``.
+    """
+    env = os.environ if env is None else env
+    if env.get(TOKEN_KEY_ENV, "").strip():
+        return token_key(env)
+    if is_remote(config.root):
+        raise TokenKeyError(
+            f"{TOKEN_KEY_ENV} is not set and lakehouse.root is an object store ({config.root}): "
+            "set it from your secret manager; development keys are generated for local lakehouses only"
+        )
+    path = dev_key_path(config)
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        # O_EXCL: two runs starting together must not each write a different key.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_hex(_MIN_KEY_BYTES) + "\n")
+        log.warning(
+            "%s is not set: using a development token key generated into %s; set %s for real data "
+            "(see docs/security.md)", TOKEN_KEY_ENV, path, TOKEN_KEY_ENV,
+        )
+    with open(path, encoding="ascii") as key_file:
+        return token_key({TOKEN_KEY_ENV: key_file.read()})
+
+
+def tokenise_patient_key(df: DataFrame, key: bytes) -> DataFrame:
+    """Rows with ``patient_key`` -> the same rows with ``patient_token`` = HMAC-SHA256(key,
+    patient_key) in its place; frames without ``patient_key`` are returned unchanged.
+
+    ``patient_key`` is an unkeyed hash of source system and local id, so it can be recomputed by
+    anyone who guesses the id; the keyed token cannot without the key.
+    """
+    if PATIENT_KEY not in df.columns:
+        return df
+    return df.select(
+        *[hmac_sha256_hex(F.col(c), key).alias(PATIENT_TOKEN) if c == PATIENT_KEY else F.col(c) for c in df.columns]
+    )
