@@ -14,6 +14,7 @@ from pathlib import Path
 
 from carelake.config import ConfigError, load_config
 from carelake.spark import JavaError
+from carelake.storage import ObjectStoreError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -36,6 +37,13 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--scale", type=float, default=1.0, help="1 is about 100k encounters (default 1)")
     generate.add_argument("--seed", type=int, default=42)
     generate.add_argument("--defect-rate", type=float, default=0.0, help="share of rows given a realistic defect")
+
+    land = commands.add_parser("land", help="copy files into the landing zone (S3: checksummed uploads)")
+    _add_conf(land)
+    land.add_argument("--from", dest="from_dir", required=True, help="folder whose files are landed, paths kept")
+
+    layout = commands.add_parser("layout", help="objects per zone/table under the lakehouse root")
+    _add_conf(layout)
 
     run = commands.add_parser("run", help="run pipeline stages in order")
     _add_conf(run)
@@ -95,6 +103,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "generate":
             return _generate(args)
+        if args.command == "land":
+            from carelake.storage.land import land_files
+
+            config = load_config(args.conf)
+            try:
+                landed = land_files(config, args.from_dir, progress=print)
+            except FileNotFoundError as exc:
+                print(f"carelake: {exc}", file=sys.stderr)
+                return EXIT_USAGE
+            print(f"{sum(o.uploaded for o in landed)} of {len(landed)} file(s) landed in {config.landing}")
+            return EXIT_OK
+        if args.command == "layout":
+            from carelake.storage.land import print_layout
+
+            print_layout(load_config(args.conf))
+            return EXIT_OK
         if args.command == "run":
             from carelake.pipeline import DEFAULT_STAGES, STAGES
 
@@ -123,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except JavaError as exc:
         print(f"carelake: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ObjectStoreError as exc:
+        print(f"carelake: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -132,7 +132,7 @@ class LandingFileReader(DataSourceReader):
 
     def _parse_json(self, line: str) -> list[str | None]:
         try:
-            record = json.loads(line, parse_float=str, parse_int=str, parse_constant=str)
+            record = json.loads(line, parse_float=_Number, parse_int=_Number, parse_constant=_Number)
         except json.JSONDecodeError:
             record = None
         if not isinstance(record, dict):
@@ -140,13 +140,27 @@ class LandingFileReader(DataSourceReader):
         return [*(_json_text(record.get(c)) for c in self.columns), None]
 
 
+class _Number(str):
+    """A JSON number kept as its source text (``1.50`` stays ``1.50``, as Spark reads it)."""
+
+
 def _json_text(value: Any) -> str | None:
-    """A JSON value as Spark reads it into a string column: text as is, the rest as JSON."""
+    """A top-level JSON value as Spark reads it into a string column: text as is, the rest as JSON."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _json_dump(value)
+
+
+def _json_dump(value: Any) -> str:
+    # Spark keeps a nested value's source text; json.dumps' default ", " / ": " spacing matches
+    # the usual layout, and numbers keep their text through _Number.
+    if isinstance(value, _Number):
+        return str(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{json.dumps(k, ensure_ascii=False)}: {_json_dump(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_json_dump(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _lines(stream: Any, encoding: str) -> Iterator[str]:
