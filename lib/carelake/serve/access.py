@@ -1,0 +1,165 @@
+"""Role-based SQL access: one database of views per role over the served zone databases.
+
+``access.roles`` in the config names the roles that exist; what each role may see is fixed here,
+so a config typo cannot widen it:
+
+- ``analyst`` -> database ``analyst``: curated tables only, with any patient-identifying column
+  (see :data:`PII_COLUMNS`) removed even if one ever reached curated.
+- ``clinician: {hospital: <source system> | [<source system>, ...]}`` -> one database
+  ``clinician_<hospital>`` each: curated and processed tables, rows of that hospital only (row
+  filter on ``source_system``, ``patient_source_system`` or ``_source_system``), names and
+  contact details in clear (treatment needs them), SSN masked to its last four digits; tables with patient data but no hospital column, raw tables and the
+  restricted tables (:data:`RESTRICTED_TABLES`) are not exposed.
+- ``engineer`` -> database ``engineer``: every table of every served zone as is, quarantine
+  included (the role that debugs the pipeline; grant it sparingly).
+
+Views read ``<zone>.<table>`` as registered by :func:`carelake.serve.catalog.register_tables`
+and are named ``<role database>.<zone>__<table>``. Plain Spark has no authorization: these
+views shape what a role is *given*, they do not stop a client from querying the zone databases
+(see docs/security.md for what a deployment must add).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from carelake.config import Config, ConfigError
+from carelake.serve.catalog import SERVED_ZONES, quote
+
+log = logging.getLogger(__name__)
+
+ROLES = ("analyst", "clinician", "engineer")
+ROLE_PROPERTY = "carelake.role"
+# Columns that identify a patient directly, or through an unkeyed (guessable) hash.
+PII_COLUMNS = frozenset(
+    {"first_name", "last_name", "ssn", "phone", "email", "street_address", "birth_date", "mrn",
+     "patient_id", "patient_key", "raw_payload", "_raw_payload"}
+)
+# A clinician treats the hospital's own patients and needs them by name; raw payloads stay hidden.
+CLINICIAN_HIDDEN = frozenset({"raw_payload", "_raw_payload"})
+PATIENT_COLUMNS = frozenset({"patient_key", "patient_token", "patient_sk", "patient_id"})
+HOSPITAL_COLUMNS = ("source_system", "patient_source_system", "_source_system")
+RESTRICTED_TABLES = frozenset({"_quarantine", "patients_pii"})
+MASKED_SSN = "concat('***-**-', right({col}, 4))"
+
+
+@dataclass(frozen=True)
+class RolePolicy:
+    """What one role database shows: zones, columns dropped, columns masked, a row filter."""
+
+    database: str
+    role: str
+    zones: tuple[str, ...]
+    drop_columns: frozenset[str] = frozenset()
+    mask_columns: Mapping[str, str] | None = None  # column -> SQL template with {col}
+    hospital: str | None = None  # rows of this source system only
+    restricted_tables: frozenset[str] = frozenset()
+
+
+def role_policies(config: Config) -> list[RolePolicy]:
+    """The role databases ``access.roles`` asks for; a clear error for an unknown role or a
+    clinician without a configured hospital."""
+    roles: Mapping[str, Any] = config.section("access").get("roles") or {}
+    where = f"{config.source_file}: access.roles"
+    policies = []
+    for role, block in roles.items():
+        if role not in ROLES:
+            raise ConfigError(f"{where}: unknown role {role!r}, expected one of {', '.join(ROLES)}")
+        if role == "analyst":
+            policies.append(RolePolicy("analyst", role, ("curated",), drop_columns=PII_COLUMNS))
+        elif role == "engineer":
+            policies.append(RolePolicy("engineer", role, SERVED_ZONES))
+        else:
+            hospitals = (block or {}).get("hospital")
+            hospitals = [hospitals] if isinstance(hospitals, str) else list(hospitals or [])
+            if not hospitals:
+                raise ConfigError(f"{where}.clinician: 'hospital' (a source system or a list) is required")
+            for hospital in hospitals:
+                if hospital not in config.sources:
+                    raise ConfigError(
+                        f"{where}.clinician.hospital: {hospital!r} is not a configured source system "
+                        f"(known: {', '.join(sorted(config.sources))})"
+                    )
+                policies.append(
+                    RolePolicy(
+                        f"clinician_{hospital}", role, ("curated", "processed"),
+                        drop_columns=CLINICIAN_HIDDEN,
+                        mask_columns={"ssn": MASKED_SSN},
+                        hospital=hospital,
+                        restricted_tables=RESTRICTED_TABLES,
+                    )
+                )
+    return policies
+
+
+def view_sql(policy: RolePolicy, source: str, columns: list[str]) -> str | None:
+    """The ``SELECT`` a role's view of table ``source`` (columns ``columns``) runs, or ``None``
+    when the role must not see the table at all."""
+    kept = [c for c in columns if c not in policy.drop_columns]
+    where = ""
+    if policy.hospital is not None:
+        hospital_col = next((c for c in HOSPITAL_COLUMNS if c in columns), None)
+        if hospital_col is None:
+            if PATIENT_COLUMNS & set(columns):
+                return None  # patient rows that cannot be attributed to a hospital: fail closed
+        else:
+            literal = "'" + policy.hospital.replace("'", "''") + "'"
+            where = f" WHERE {quote(hospital_col)} = {literal}"
+    masks = policy.mask_columns or {}
+    select = ", ".join(
+        f"{masks[c].format(col=quote(c))} AS {quote(c)}" if c in masks else quote(c) for c in kept
+    )
+    return f"SELECT {select} FROM {source}{where}" if kept else None
+
+
+def create_role_views(spark: SparkSession, config: Config) -> dict[str, list[str]]:
+    """(Re)create the views of every role database from the tables now in the zone databases.
+
+    Views this function made earlier that no longer apply are dropped; other objects in the role
+    databases are left alone. Returns ``{role database: [view names]}``.
+    """
+    created: dict[str, list[str]] = {}
+    zones_present = {row[0] for row in spark.sql("SHOW DATABASES").collect()}
+    for policy in role_policies(config):
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote(policy.database)}")
+        stale = _own_views(spark, policy.database)
+        views = []
+        for zone in policy.zones:
+            if zone not in zones_present:
+                continue
+            for table in spark.catalog.listTables(zone):
+                if table.isTemporary or table.name in policy.restricted_tables:
+                    continue
+                source = f"{quote(zone)}.{quote(table.name)}"
+                sql = view_sql(policy, source, spark.table(source).columns)
+                if sql is None:
+                    continue
+                name = f"{zone}__{table.name}"
+                spark.sql(
+                    f"CREATE OR REPLACE VIEW {quote(policy.database)}.{quote(name)} "
+                    f"TBLPROPERTIES ('{ROLE_PROPERTY}' = '{policy.role}') AS {sql}"
+                )
+                stale.discard(name)
+                views.append(name)
+        for name in stale:
+            spark.sql(f"DROP VIEW IF EXISTS {quote(policy.database)}.{quote(name)}")
+        log.info("role database %s: %d views", policy.database, len(views))
+        created[policy.database] = sorted(views)
+    return created
+
+
+def _own_views(spark: SparkSession, database: str) -> set[str]:
+    """Views in ``database`` that :func:`create_role_views` created (they carry the role property)."""
+    own = set()
+    for table in spark.catalog.listTables(database):
+        if table.isTemporary or table.tableType != "VIEW":
+            continue
+        props = spark.sql(f"SHOW TBLPROPERTIES {quote(database)}.{quote(table.name)}").collect()
+        if any(r["key"] == ROLE_PROPERTY for r in props):
+            own.add(table.name)
+    return own
