@@ -7,7 +7,7 @@ at the end of that day, so calling it for several dates builds point-in-time tra
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -19,6 +19,7 @@ from carelake.curated.metrics import (
     index_score,
     ratio,
     shrunk_rate,
+    version_as_of,
     wilson_lower,
     wilson_upper,
     zip3_of,
@@ -92,20 +93,10 @@ COLUMNS: dict[str, str] = {
 
 
 def providers_as_of(providers: DataFrame, as_of: date) -> DataFrame:
-    """dim_provider (SCD2) -> one row per NPI: the version in effect at the end of ``as_of``.
-
-    A provider first recorded after ``as_of`` keeps its first version, matching how facts attach
-    events dated before a provider's first version to that version."""
-    before = F.col("valid_from") < F.lit(as_of + timedelta(days=1))
-    order = Window.partitionBy("npi").orderBy(
-        before.desc(), F.when(before, F.col("valid_from")).desc_nulls_last(), F.col("valid_from").asc()
-    )
-    return (
-        providers.withColumn("_rank", F.row_number().over(order))
-        .where(F.col("_rank") == 1)
-        .select(
-            "npi", "specialty", "zip", zip3_of(F.col("zip")).alias("zip3"), "network_id", "employer_id", "active"
-        )
+    """dim_provider (SCD2) -> one row per NPI of the version in effect at the end of ``as_of``
+    (see :func:`version_as_of`): npi, specialty, zip, zip3, network_id, employer_id, active."""
+    return version_as_of(providers, "npi", as_of).select(
+        "npi", "specialty", "zip", zip3_of(F.col("zip")).alias("zip3"), "network_id", "employer_id", "active"
     )
 
 
@@ -239,20 +230,31 @@ def _claim_features(claims: DataFrame, referrals: DataFrame, as_of: date) -> Dat
     )
 
 
-def _referral_features(referrals: DataFrame, attributes: DataFrame, as_of: date) -> DataFrame:
-    recent = referrals.where(in_window(F.col("referral_date"), as_of, LONG_DAYS))
+def flag_leaked(referrals: DataFrame, attributes: DataFrame) -> DataFrame:
+    """Referral facts -> the same plus ``leaked`` (boolean): status ``leaked``, or sent to a
+    provider outside the referring provider's network (an unknown receiver counts as outside).
+    ``attributes``: npi and network_id of every provider (e.g. :func:`providers_as_of`)."""
     networks = attributes.select("npi", "network_id")
     sender = networks.select(F.col("npi").alias("_from"), F.col("network_id").alias("_from_net"))
     receiver = networks.select(F.col("npi").alias("_to"), F.col("network_id").alias("_to_net"))
-    out = (
-        recent.join(sender, F.col("referring_npi") == F.col("_from"), "left")
+    return (
+        referrals.join(sender, F.col("referring_npi") == F.col("_from"), "left")
         .join(receiver, F.col("referred_to_npi") == F.col("_to"), "left")
         .withColumn(
-            "_leaked",
-            (F.lower(F.trim("status")) == LEAKED_STATUS) | ~F.col("_from_net").eqNullSafe(F.col("_to_net")),
+            "leaked",
+            F.coalesce(F.lower(F.trim("status")) == LEAKED_STATUS, F.lit(False))
+            | ~F.col("_from_net").eqNullSafe(F.col("_to_net")),
         )
+        .drop("_from", "_from_net", "_to", "_to_net")
+    )
+
+
+def _referral_features(referrals: DataFrame, attributes: DataFrame, as_of: date) -> DataFrame:
+    recent = referrals.where(in_window(F.col("referral_date"), as_of, LONG_DAYS))
+    out = (
+        flag_leaked(recent, attributes)
         .groupBy(F.col("referring_npi").alias("npi"))
-        .agg(F.count(F.lit(1)).alias("referrals_out_365d"), F.count(F.when(F.col("_leaked"), 1)).alias("referrals_leaked_365d"))
+        .agg(F.count(F.lit(1)).alias("referrals_out_365d"), F.count(F.when(F.col("leaked"), 1)).alias("referrals_leaked_365d"))
     )
     received = recent.groupBy(F.col("referred_to_npi").alias("npi")).agg(F.count(F.lit(1)).alias("referrals_in_365d"))
     return received.join(out, "npi", "full").where(F.col("npi").isNotNull())

@@ -9,9 +9,9 @@ changes.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 RATIO_DIGITS = 4
@@ -77,3 +77,15 @@ def diagnosis_chapter(code: Column) -> Column:
 def zip3_of(zip_code: Column) -> Column:
     """The first three digits of a ZIP code; null when it has fewer than three characters."""
     return F.when(F.length(F.trim(zip_code)) >= 3, F.substring(F.trim(zip_code), 1, 3))
+
+
+def version_as_of(dim: DataFrame, natural_key: str, as_of: date) -> DataFrame:
+    """SCD2 dimension -> one row per ``natural_key``: the version in effect at the end of ``as_of``.
+
+    A key first recorded after ``as_of`` keeps its first version, matching how facts attach
+    events dated before a key's first version to that version."""
+    before = F.col("valid_from") < F.lit(as_of + timedelta(days=1))
+    order = Window.partitionBy(natural_key).orderBy(
+        before.desc(), F.when(before, F.col("valid_from")).desc_nulls_last(), F.col("valid_from").asc()
+    )
+    return dim.withColumn("_version", F.row_number().over(order)).where(F.col("_version") == 1).drop("_version")

@@ -1,0 +1,121 @@
+"""The de-identified patient table: one row per patient with utilisation, cost and risk.
+
+Only dim_patient's de-identified attributes (patient key, source system, sex, Safe Harbor birth
+year, zip3) and aggregates reach it: no names, contact details, MRN or dates of service.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from carelake.curated.features import LONG_DAYS, MONEY, providers_as_of
+from carelake.curated.metrics import in_window, version_as_of
+
+# High risk: at least this many 30-day readmissions, or inpatient stays, in the 365 days to as_of.
+HIGH_RISK_READMISSIONS = 2
+HIGH_RISK_INPATIENT = 4
+
+COLUMNS: dict[str, str] = {
+    "patient_key": "De-identified patient key (source system + local id token)",
+    "as_of": "Date the summary is computed for: only events on/before it count",
+    "source_system": "Hospital system the patient record comes from",
+    "sex": "Recorded sex",
+    "birth_year": "Safe Harbor birth year (patients over 89 grouped at 90)",
+    "zip3": "Patient's Safe Harbor zip3; when missing, the zip3 of the provider they saw most",
+    "zip3_from_provider": "True when zip3 comes from the most frequent provider",
+    "procedure_codes": "Distinct procedure codes the patient received, sorted",
+    "visits": "Encounters on/before as_of",
+    "visits_365d": "Encounters in the 365 days to as_of",
+    "inpatient_encounters_365d": "Inpatient encounters in the 365 days to as_of",
+    "total_cost": "Sum of encounter costs on/before as_of",
+    "readmissions": "Encounters flagged readmitted within 30 days, on/before as_of",
+    "readmissions_365d": "Of those, in the 365 days to as_of",
+    "referral_employer_id": "Employer id of the patient's most recent referral",
+    "high_risk": "readmissions_365d >= 2 or inpatient_encounters_365d >= 4",
+}
+
+
+def patient_summary(
+    encounters: DataFrame,
+    procedures: DataFrame,
+    referrals: DataFrame,
+    patients: DataFrame,
+    providers: DataFrame,
+    as_of: date,
+    scope: DataFrame | None = None,
+) -> DataFrame:
+    """``fact_encounter``, ``fact_procedure``, ``fact_referral``, ``dim_patient`` and
+    ``dim_provider`` -> one row per patient of dim_patient as of ``as_of`` (:data:`COLUMNS`).
+
+    ``scope`` (a DataFrame with ``patient_key``), when given, limits the output to those patients.
+    High-risk rule: at least 2 readmissions or at least 4 inpatient encounters in the 365 days.
+    """
+    people = version_as_of(patients, "patient_key", as_of).select(
+        "patient_key", "source_system", "sex", "birth_year", "zip3"
+    )
+    if scope is not None:
+        keys = scope.select("patient_key")
+        people = people.join(keys, "patient_key", "left_semi")
+        encounters = encounters.join(keys, "patient_key", "left_semi")
+        procedures = procedures.join(keys, "patient_key", "left_semi")
+        referrals = referrals.join(keys, "patient_key", "left_semi")
+    seen = encounters.where(in_window(F.col("admit_date"), as_of, None))
+    recent = in_window(F.col("admit_date"), as_of, LONG_DAYS)
+    visits = seen.groupBy("patient_key").agg(
+        F.count(F.lit(1)).alias("visits"),
+        F.count(F.when(recent, 1)).alias("visits_365d"),
+        F.count(F.when(recent & (F.lower("encounter_type") == "inpatient"), 1)).alias("inpatient_encounters_365d"),
+        F.sum("encounter_cost").alias("total_cost"),
+        F.sum("readmitted_30d").alias("readmissions"),
+        F.sum(F.when(recent, F.col("readmitted_30d"))).alias("readmissions_365d"),
+    )
+    codes = (
+        procedures.where(in_window(F.col("procedure_date"), as_of, None))
+        .groupBy("patient_key")
+        .agg(F.array_sort(F.collect_set("procedure_code")).alias("procedure_codes"))
+    )
+    by_provider = seen.groupBy("patient_key", "npi").agg(F.count(F.lit(1)).alias("_n"))
+    usual = (
+        by_provider.withColumn(
+            "_rank", F.row_number().over(Window.partitionBy("patient_key").orderBy(F.col("_n").desc(), "npi"))
+        )
+        .where(F.col("_rank") == 1)
+        .join(providers_as_of(providers, as_of).select("npi", F.col("zip3").alias("_provider_zip3")), "npi")
+        .select("patient_key", "_provider_zip3")
+    )
+    last_referral = (
+        referrals.where(in_window(F.col("referral_date"), as_of, None))
+        .withColumn(
+            "_rank",
+            F.row_number().over(
+                Window.partitionBy("patient_key").orderBy(F.col("referral_date").desc(), F.col("referral_id").desc())
+            ),
+        )
+        .where(F.col("_rank") == 1)
+        .select("patient_key", F.col("employer_id").alias("referral_employer_id"))
+    )
+    joined = (
+        people.join(visits, "patient_key", "left")
+        .join(codes, "patient_key", "left")
+        .join(usual, "patient_key", "left")
+        .join(last_referral, "patient_key", "left")
+    )
+    readmissions_365d = F.coalesce(F.col("readmissions_365d"), F.lit(0)).cast("long")
+    inpatient = F.coalesce(F.col("inpatient_encounters_365d"), F.lit(0))
+    return joined.select(
+        "patient_key", F.lit(as_of).alias("as_of"), "source_system", "sex", "birth_year",
+        F.coalesce("zip3", "_provider_zip3").alias("zip3"),
+        (F.col("zip3").isNull() & F.col("_provider_zip3").isNotNull()).alias("zip3_from_provider"),
+        F.coalesce("procedure_codes", F.array().cast("array<string>")).alias("procedure_codes"),
+        F.coalesce("visits", F.lit(0)).alias("visits"),
+        F.coalesce("visits_365d", F.lit(0)).alias("visits_365d"),
+        inpatient.alias("inpatient_encounters_365d"),
+        F.coalesce("total_cost", F.lit(0)).cast(MONEY).alias("total_cost"),
+        F.coalesce("readmissions", F.lit(0)).cast("long").alias("readmissions"),
+        readmissions_365d.alias("readmissions_365d"),
+        "referral_employer_id",
+        ((readmissions_365d >= HIGH_RISK_READMISSIONS) | (inpatient >= HIGH_RISK_INPATIENT)).alias("high_risk"),
+    )
