@@ -76,6 +76,7 @@ def test_process_quarantines_dedupes_merges_and_reruns_incrementally(spark, conf
     notes = "\n".join(first.notes)
     assert "encounters: quarantine rate 50.0% exceeds" in notes and "patients: quarantine rate" not in notes
     assert "encounters: 1 conflicting version(s)" in notes
+    assert "patients: 1 of 3 row(s) quarantined (33.3%; date_unparseable:birth_date 1)" in notes
 
     encounters = tables.read(table_uri(config, "processed", "encounters")).select("encounter_id", "department")
     assert_df_equality(encounters, spark.createDataFrame([("E1", "ER")], "encounter_id string, department string"),
