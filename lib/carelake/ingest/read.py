@@ -3,7 +3,8 @@
 Spark's own CSV/JSON readers cannot open ``s3://`` here (no hadoop-aws connector), so landing
 files are read by the ``carelake_landing`` Python data source: one input partition per file,
 executors stream the file through pyarrow (local or ``S3FileSystem``) and parse it line by line
-into all-string Arrow batches. It follows Spark's PERMISSIVE, single-line semantics: the first
+into all-string Arrow batches (the source is registered in every session by
+``pyspark_carelake_landing``). It follows Spark's PERMISSIVE, single-line semantics: the first
 line of a CSV file is its header, blank lines are skipped, an empty field is null, a line with
 too few or too many fields (or bad JSON) keeps what parsed and its text in ``_corrupt_record``.
 """
@@ -50,7 +51,6 @@ def read_source_files(
     Returns the source columns, ``_corrupt_record`` (the text of a line that did not parse into
     the header's columns, else null) and ``_source_file`` (the file's URI as listed).
     """
-    spark.dataSource.register(LandingFileSource)
     return (
         spark.read.format(LANDING_FORMAT)
         .option("files", json.dumps(list(uris)))

@@ -141,6 +141,8 @@ def layout(config: Config) -> dict[str, tuple[int, int]]:
         base = Path(to_local_path(config.root))
         entries = ((p.relative_to(base).as_posix(), p.stat().st_size) for p in base.rglob("*") if p.is_file())
     for relative, size in entries:
+        if not relative or relative.endswith("/"):
+            continue  # folder markers some writers (pyarrow's create_dir) leave
         parts = relative.split("/")
         group = "/".join(parts[:2]) if len(parts) > 2 else parts[0]
         groups[group][0] += 1

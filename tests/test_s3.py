@@ -1,0 +1,173 @@
+"""Zones on an S3 server (local SeaweedFS): options, errors, Delta tables, landing and ingest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+
+from carelake.config import Config
+from carelake.delta import open_tables
+from carelake.ingest import INGEST_LOG_TABLE, run_ingest
+from carelake.pipeline import run_pipeline
+from carelake.storage import (
+    ObjectStoreError,
+    check_store,
+    list_files,
+    s3_client,
+    storage_options,
+    table_uri,
+)
+from carelake.storage.land import land_files, layout
+from carelake.storage.objectstore import encode_options
+from carelake.storage.s3server import S3Server, free_ports
+from tests import s3_fixtures
+from tests.s3_fixtures import BUCKET
+
+s3_server, s3_config = s3_fixtures.s3_server, s3_fixtures.s3_config  # the module's fixtures
+
+A_PROVIDERS = (
+    "provider_npi,first_name,last_name,status,last_updated\n"
+    "1234567893,Ann,Lee,A,2024-01-01 00:00:00\n"
+    "1497758544,Bo,Kim,I,2024-01-01 00:00:00\n"
+)
+B_PROVIDERS = '{"npi": "1003000126", "firstName": "Zo\u00eb", "active": false, "updatedAt": "2024-01-02T00:00:00Z"}\n'
+C_PROVIDERS = "NPI_NUM|PROV_FIRST|PROV_LAST|ACTIVE_FLAG\n1003000126|Cy|Ray|1\n1003000127|Di\n"
+LANDING = {
+    "hospital_a/providers/providers_2024-01.csv": A_PROVIDERS.encode(),
+    "hospital_b/providers/providers_2024-01.jsonl": B_PROVIDERS.encode(),
+    "hospital_c/providers/providers_2024-01.txt": C_PROVIDERS.encode(),  # last line truncated
+    "hospital_a/providers/providers_garbage.csv": b"\x00\x01\x02\xffgarbage",  # rejected whole
+}
+
+
+def write_tree(base: Path, files: dict[str, bytes]) -> Path:
+    for relative, content in files.items():
+        path = base / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return base
+
+
+def test_only_public_options_travel_and_no_unsafe_commit_option(s3_config: Config) -> None:
+    options = storage_options(s3_config)
+    assert options["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+    assert options["AWS_ALLOW_HTTP"] == "true" and options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] == "false"
+    assert "AWS_S3_ALLOW_UNSAFE_RENAME" not in options and "aws_conditional_put" not in options
+    encoded = encode_options(options)
+    assert options["AWS_SECRET_ACCESS_KEY"] not in encoded and "AWS_ACCESS_KEY_ID" not in encoded
+
+
+def test_missing_credentials_is_one_clear_line(s3_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ObjectStoreError) as error:
+        check_store(s3_config)
+    message = str(error.value)
+    assert "\n" not in message and s3_config.root in message
+    assert "expected AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)" in message
+
+
+def test_refused_endpoint_is_one_clear_line(s3_config: Config) -> None:
+    endpoint = f"http://127.0.0.1:{free_ports(1)[0]}"  # nothing listens there
+    with pytest.raises(ObjectStoreError) as error:
+        check_store(s3_config.with_overrides(**{"storage.endpoint_url": endpoint}))
+    message = str(error.value)
+    assert "\n" not in message and f"cannot connect to {endpoint}" in message
+    assert "storage.endpoint_url" in message
+
+
+def test_missing_bucket_is_one_clear_line(s3_config: Config) -> None:
+    with pytest.raises(ObjectStoreError) as error:
+        check_store(s3_config.with_overrides(**{"lakehouse.root": "s3://no-such-bucket/lake"}))
+    message = str(error.value)
+    assert "\n" not in message and "bucket 'no-such-bucket' does not exist" in message
+
+
+def test_delta_write_append_merge_and_time_travel_on_s3(spark, s3_config: Config) -> None:
+    tables = open_tables(spark, s3_config)
+    uri = table_uri(s3_config, "processed", "tiny")
+    assert uri.startswith(f"s3://{BUCKET}/")
+    tables.write(spark.createDataFrame([(1, "a"), (2, "b")], "id int, v string"), uri, mode="overwrite")
+    tables.write(spark.createDataFrame([(3, "c")], "id int, v string"), uri, mode="append")
+    tables.merge(spark.createDataFrame([(2, "B"), (4, "d")], "id int, v string"), uri, keys=["id"])
+
+    current = sorted(tuple(r) for r in tables.read(uri).collect())
+    assert current == [(1, "a"), (2, "B"), (3, "c"), (4, "d")]
+    assert sorted(tuple(r) for r in tables.read(uri, version=0).collect()) == [(1, "a"), (2, "b")]
+    assert tables.version(uri) == 2
+    keys = [o["Key"] for o in s3_client(s3_config).list_objects_v2(Bucket=BUCKET, Prefix=uri.split(f"{BUCKET}/")[1])["Contents"]]
+    assert any("/_delta_log/00000000000000000002.json" in k for k in keys)
+
+
+def test_land_uploads_with_checksum_and_skips_unchanged(s3_config: Config, tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "out", {"crm/activity/a.csv": b"activity_id,npi\n1,2\n", "claims/c.csv": b"x" * 2048})
+    first = land_files(s3_config, source, multipart_bytes=1024)  # c.csv goes up in two parts
+    assert [o.uploaded for o in first] == [True, True]
+    client = s3_client(s3_config)
+    bucket, key = first[0].uri.removeprefix("s3://").split("/", 1)
+    head = client.head_object(Bucket=bucket, Key=key)
+    assert head["Metadata"]["sha256"] == first[0].sha256 and head["ContentLength"] == 2048
+
+    again = land_files(s3_config, source)
+    assert [o.uploaded for o in again] == [False, False]
+    (source / "claims/c.csv").write_bytes(b"y" * 2048)
+    assert [o.uploaded for o in land_files(s3_config, source)] == [True, False]
+
+
+def test_ingest_from_the_bucket_keeps_bad_lines_and_rejects_bad_files(spark, s3_config: Config, tmp_path: Path) -> None:
+    land_files(s3_config, write_tree(tmp_path / "out", LANDING))
+    summary = run_pipeline(spark, s3_config, ["ingest"], run_id="run-s3")
+
+    tables = open_tables(spark, s3_config)
+    raw = tables.read(table_uri(s3_config, "raw", "providers"))
+    assert raw.count() == 5
+    truncated = raw.where(F.col("npi_num") == "1003000127").first()
+    assert truncated["prov_first"] == "Di" and truncated["_corrupt_record"] == "1003000127|Di"
+    assert raw.where(F.col("npi") == "1003000126").first()["firstname"] == "Zo\u00eb"
+    assert {r["_source_file"] for r in raw.select("_source_file").distinct().collect()} == {
+        f"{s3_config.landing}/{name}" for name in LANDING if "garbage" not in name
+    }
+    statuses = {(r.file_name, r.status) for r in tables.read(table_uri(s3_config, "raw", INGEST_LOG_TABLE)).collect()}
+    assert ("hospital_a/providers/providers_garbage.csv", "rejected") in statuses
+
+    # the run summary is on the object store too
+    key = f"{s3_config.root.removeprefix(f's3://{BUCKET}/')}/_runs/run-s3.json"
+    written = json.loads(s3_client(s3_config).get_object(Bucket=BUCKET, Key=key)["Body"].read())
+    assert written["status"] == summary.status == "ok"
+    assert written["stages"][0]["entities"]["providers"]["rows_written"] == 5
+    assert {"landing/hospital_a", "raw/providers", "raw/_ingest_log", "_runs"} <= set(layout(s3_config))
+
+
+def test_interrupted_upload_is_never_ingested(spark, s3_server: S3Server, s3_config: Config) -> None:
+    client = s3_client(s3_config)
+    _, prefix = s3_config.landing.removeprefix("s3://").split("/", 1)
+    key = f"{prefix}/hospital_a/providers/providers_2024-02.csv"
+    upload = client.create_multipart_upload(Bucket=BUCKET, Key=key)
+    client.upload_part(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=A_PROVIDERS.encode())
+    aborted = client.create_multipart_upload(Bucket=BUCKET, Key=key + ".2")
+    client.upload_part(Bucket=BUCKET, Key=key + ".2", UploadId=aborted["UploadId"], PartNumber=1, Body=b"npi\n1\n")
+    client.abort_multipart_upload(Bucket=BUCKET, Key=key + ".2", UploadId=aborted["UploadId"])
+
+    assert list_files(s3_config.landing, "hospital_a/providers/*", s3_config) == []
+    summary = run_ingest(spark, s3_config, open_tables(spark, s3_config), "run-partial")
+    assert summary.status == "nothing-to-do"
+    client.abort_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload["UploadId"])
+
+
+def test_local_and_s3_roots_give_the_same_raw_tables(spark, s3_config: Config, config: Config, tmp_path: Path) -> None:
+    source = write_tree(tmp_path / "out", LANDING)
+    results = {}
+    for name, target in (("local", config), ("s3", s3_config)):
+        land_files(target, source)
+        tables = open_tables(spark, target)
+        run_ingest(spark, target, tables, "run-same")
+        for table in ("providers", INGEST_LOG_TABLE):
+            frame = tables.read(table_uri(target, "raw", table))
+            kept = [c for c in frame.columns if c not in ("_ingested_at", "logged_at", "_source_file", "file_uri")]
+            results[(name, table)] = sorted((tuple(r) for r in frame.select(*sorted(kept)).collect()), key=repr)
+    assert results[("local", "providers")] == results[("s3", "providers")]
+    assert len(results[("s3", "providers")]) == 5
+    assert results[("local", INGEST_LOG_TABLE)] == results[("s3", INGEST_LOG_TABLE)]
