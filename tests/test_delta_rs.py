@@ -336,3 +336,23 @@ def test_merge_in_spark_prunes_files_by_key_statistics(spark, spark_merging_tabl
     assert (result.rows_inserted, result.rows_updated, result.files_removed) == (1, 1, 1)
     expected = spark.createDataFrame([(1, "a"), (2, "b"), (10, "c"), (11, "D"), (12, "e")], schema)
     assert_df_equality(tables.read(uri), expected, ignore_row_order=True)
+
+
+@pytest.mark.parametrize("path", ["delta-rs", "spark"])
+def test_conditional_merge_keeps_newer_target_rows(spark, config: Config, path: str) -> None:
+    """A late, older version must not overwrite a newer one; a newer one still updates."""
+    overrides = {"delta.merge_in_spark_rows": 0} if path == "spark" else {}
+    tables = open_tables(spark, config.with_overrides(**overrides))
+    uri = table_uri(config, "processed", f"providers_{path}")
+    schema = "npi string, zip string, updated_at date"
+    tables.merge(spark.createDataFrame([("1", "60601", FEB), ("2", "60602", JAN)], schema), uri, keys=["npi"])
+
+    tables.merge(
+        spark.createDataFrame([("1", "99999", JAN), ("2", "60699", FEB), ("3", "60603", JAN)], schema),
+        uri,
+        keys=["npi"],
+        update_condition="s.updated_at >= t.updated_at",
+    )
+
+    expected = spark.createDataFrame([("1", "60601", FEB), ("2", "60699", FEB), ("3", "60603", JAN)], schema)
+    assert_df_equality(tables.read(uri), expected, ignore_row_order=True)

@@ -121,3 +121,10 @@ def test_process_quarantines_dedupes_merges_and_reruns_incrementally(spark, conf
     encounters = tables.read(table_uri(config, "processed", "encounters")).select("encounter_id", "department")
     want = spark.createDataFrame([("E1", "Cardiology"), ("E4", "ER")], "encounter_id string, department string")
     assert_df_equality(encounters, want, ignore_row_order=True, ignore_nullable=True)
+
+    # A version older at the source than the one processed arrives late: it must not win.
+    late = HEADER + "E1,P1,1234567893,Radiology,outpatient,2024-01-05,2024-01-05,E11.9,N,N,5,2024-01-07 00:00:00\n"
+    land_raw(spark, tables, config, "encounters", late, "b4")
+    run_process(spark, no_gx, tables, "run-4")
+    encounters = tables.read(table_uri(config, "processed", "encounters")).select("encounter_id", "department")
+    assert_df_equality(encounters, want, ignore_row_order=True, ignore_nullable=True)

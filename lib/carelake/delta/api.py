@@ -89,8 +89,14 @@ class DeltaTables(ABC):
         insert: bool = True,
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
+        update_condition: str | None = None,
     ) -> CommitResult:
-        """Upsert ``source`` into ``uri`` by ``keys``; creates the table when absent."""
+        """Upsert ``source`` into ``uri`` by ``keys``; creates the table when absent.
+
+        ``update_condition``: a SQL predicate over the aliases ``s`` (source) and ``t`` (target)
+        that a matched row must meet to be updated, e.g. ``s.updated_at >= t.updated_at`` so an
+        older version arriving late does not overwrite a newer one.
+        """
 
     @abstractmethod
     def delete(self, uri: str, predicate: str) -> CommitResult:

@@ -66,20 +66,33 @@ def key_range(source: DataFrame, key: str) -> tuple[Any, Any]:
 
 
 def merged_rows(
-    target: DataFrame, source: DataFrame, keys: list[str], update: bool, insert: bool
+    target: DataFrame,
+    source: DataFrame,
+    keys: list[str],
+    update: bool,
+    insert: bool,
+    update_condition: str | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """(new content of the candidate files, rows to add without touching files).
 
-    With ``update`` the candidates are rewritten: their unmatched rows, the matched source rows
-    and (with ``insert``) the unmatched source rows. Without it nothing is rewritten and the
+    With ``update`` the candidates are rewritten: their rows not replaced, the matched source
+    rows that meet ``update_condition`` (SQL over aliases ``s`` and ``t``; all when None) and
+    (with ``insert``) the unmatched source rows. Without it nothing is rewritten and the
     unmatched source rows are only appended.
     """
     target_keys = target.select(*keys).distinct()
     inserts = source.join(target_keys, keys, "left_anti")
     if not update:
         return source.limit(0), inserts if insert else source.limit(0)
-    kept = target.join(source.select(*keys), keys, "left_anti")
-    updates = source.join(target_keys, keys, "left_semi")
+    replaced = source.join(target_keys, keys, "left_semi").select(*keys)
+    if update_condition:
+        on = [F.col(f"s.`{k}`") == F.col(f"t.`{k}`") for k in keys]
+        replaced = (
+            source.alias("s").join(target.alias("t"), on).where(F.expr(update_condition))
+            .select(*[F.col(f"s.`{k}`").alias(k) for k in keys]).distinct()
+        )
+    kept = target.join(replaced, keys, "left_anti")
+    updates = source.join(replaced, keys, "left_semi")
     rewritten = kept.unionByName(updates)
     if insert:
         rewritten = rewritten.unionByName(inserts)

@@ -56,6 +56,9 @@ from carelake.storage import filesystem_for, is_remote, join_uri, table_uri
 
 log = logging.getLogger(__name__)
 
+# A version that arrives in a later batch but is older at the source must not replace a newer one.
+LATEST_WINS = "coalesce(s.updated_at >= t.updated_at, true)"
+
 QUARANTINE_TABLE = "_quarantine"
 BATCHES_TABLE = "_batches"
 
@@ -153,7 +156,10 @@ def _process_entity(
         if suites is not None:
             failed |= not _validate(suites, kept, entity, config, run_id, summary)
         uri = table_uri(config, "processed", entity)
-        result = tables.merge(kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata)
+        result = tables.merge(
+            kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata,
+            update_condition=LATEST_WINS if "updated_at" in kept.columns else None,
+        )
         counts.rows_written = counts.rows_valid
         counts.delta_version = summary.tables[uri] = result.version
     else:
