@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from carelake.config import Config, load_config
+from carelake.delta import DeltaTables, open_tables
 from carelake.spark import build_session
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,3 +51,9 @@ def spark(base_config: Config, tmp_path_factory: pytest.TempPathFactory):
 def config(base_config: Config, tmp_path: Path) -> Config:
     """A config whose lakehouse root is a fresh temp folder for this test."""
     return base_config.with_overrides(**{"lakehouse.root": str(tmp_path / "lakehouse")})
+
+
+@pytest.fixture
+def tables(spark, config: Config) -> DeltaTables:
+    """The table API on this test's fresh lakehouse root."""
+    return open_tables(spark, config)

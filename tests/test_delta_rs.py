@@ -27,10 +27,6 @@ JAN = dt.date(2024, 1, 15)
 FEB = dt.date(2024, 2, 3)
 
 
-@pytest.fixture
-def tables(spark, config: Config) -> DeltaTables:
-    """The table API on a fresh lakehouse root."""
-    return open_tables(spark, config)
 
 
 def _rows(spark, rows: list[tuple]):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.types import StructField, StructType
@@ -181,16 +180,6 @@ def test_replaced_partitions_keep_other_rows_and_take_the_batch(spark: SparkSess
 
 
 # --- through the Delta layer: runs once carelake.delta.open_tables exists ---------------------
-
-
-@pytest.fixture
-def tables(spark: SparkSession, config):
-    try:
-        from carelake.delta import open_tables
-    except ImportError as exc:
-        print(f"SKIP reason: carelake.delta.open_tables is not available: {exc}")
-        pytest.skip(f"carelake.delta.open_tables is not available: {exc}")
-    return open_tables(spark, config)
 
 
 def test_second_batch_rewrites_only_the_partitions_of_its_month(spark: SparkSession, config, tables) -> None:

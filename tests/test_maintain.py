@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
-
-
-@pytest.fixture
-def tables(spark: SparkSession, config):
-    try:
-        from carelake.delta import open_tables
-    except ImportError as exc:
-        print(f"SKIP reason: carelake.delta.open_tables is not available: {exc}")
-        pytest.skip(f"carelake.delta.open_tables is not available: {exc}")
-    return open_tables(spark, config)
-
 
 SCHEMA = "encounter_key string, npi string, v int, service_month string, npi_bucket int"
 

@@ -7,7 +7,6 @@ import hmac
 from datetime import date, datetime
 from decimal import Decimal
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 
@@ -86,16 +85,6 @@ def test_dimension_spec_defaults_and_config_override(base_config) -> None:
 
 
 # --- end to end through the Delta layer: runs once carelake.delta.open_tables exists -----------
-
-
-@pytest.fixture
-def tables(spark: SparkSession, config):
-    try:
-        from carelake.delta import open_tables
-    except ImportError as exc:
-        print(f"SKIP reason: carelake.delta.open_tables is not available: {exc}")
-        pytest.skip(f"carelake.delta.open_tables is not available: {exc}")
-    return open_tables(spark, config)
 
 
 def encounter(key: str, npi: str, admit: date, batch: str) -> tuple:

@@ -192,16 +192,6 @@ def test_spec_from_config_block() -> None:
 # --- through the Delta layer: runs once carelake.delta.open_tables exists ---------------------
 
 
-@pytest.fixture
-def tables(spark: SparkSession, config):
-    try:
-        from carelake.delta import open_tables
-    except ImportError as exc:
-        print(f"SKIP reason: carelake.delta.open_tables is not available: {exc}")
-        pytest.skip(f"carelake.delta.open_tables is not available: {exc}")
-    return open_tables(spark, config)
-
-
 def stored(tables, uri: str) -> DataFrame:
     return tables.read(uri).drop("provider_sk")
 
