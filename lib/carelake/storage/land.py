@@ -20,7 +20,7 @@ from pathlib import Path
 
 from carelake.config import Config
 from carelake.storage.objectstore import ObjectStoreError, check_store, s3_client, split_s3_uri
-from carelake.storage.paths import is_remote, join_uri, to_local_path
+from carelake.storage.paths import ZONES, is_remote, join_uri, to_local_path
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def _copy_local(path: Path, uri: str, digest: str) -> LandedObject:
 
 
 def layout(config: Config) -> dict[str, tuple[int, int]]:
-    """Objects under the lakehouse root grouped by ``zone/table`` (or ``_runs`` etc.): (count, bytes)."""
+    """Objects under the lakehouse root per ``zone/table`` (landing: per system), else per top folder: (count, bytes)."""
     groups: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     if is_remote(config.root):
         bucket, prefix = split_s3_uri(config.root)
@@ -144,7 +144,7 @@ def layout(config: Config) -> dict[str, tuple[int, int]]:
         if not relative or relative.endswith("/"):
             continue  # folder markers some writers (pyarrow's create_dir) leave
         parts = relative.split("/")
-        group = "/".join(parts[:2]) if len(parts) > 2 else parts[0]
+        group = "/".join(parts[:2]) if parts[0] in ZONES and len(parts) > 2 else parts[0]
         groups[group][0] += 1
         groups[group][1] += size
     return {name: (count, size) for name, (count, size) in sorted(groups.items())}

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from carelake.storage.objectstore import ObjectStoreError
 
@@ -61,7 +62,7 @@ class S3Server:
             "CARELAKE_STORAGE__ENDPOINT_URL": self.endpoint_url,
         }
 
-    def client(self):  # noqa: ANN201 - boto3 clients have no importable type
+    def client(self) -> Any:
         """A boto3 S3 client for this server."""
         import boto3
 
