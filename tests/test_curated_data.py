@@ -18,27 +18,27 @@ PROVIDER_SCHEMA = (
     "valid_from timestamp, valid_to timestamp, is_current boolean, provider_sk bigint"
 )
 ENCOUNTER_SCHEMA = (
-    "encounter_key string, source_system string, patient_key string, npi string, department string, "
+    "encounter_key string, source_system string, patient_token string, npi string, department string, "
     "encounter_type string, diagnosis_code string, admit_date date, length_of_stay_days int, "
     "procedure_count int, encounter_cost decimal(24,2), readmitted_30d int, complication int, "
     "satisfaction_score int, service_month string"
 )
 PROCEDURE_SCHEMA = (
-    "procedure_key string, encounter_key string, patient_key string, npi string, procedure_code string, "
+    "procedure_key string, encounter_key string, patient_token string, npi string, procedure_code string, "
     "procedure_date date, units int, charge_amount decimal(14,2), service_month string"
 )
 CLAIM_SCHEMA = (
-    "claim_id string, patient_source_system string, encounter_key string, patient_key string, npi string, "
+    "claim_id string, patient_source_system string, encounter_key string, patient_token string, npi string, "
     "payer string, service_date date, billed_amount decimal(14,2), allowed_amount decimal(14,2), "
     "paid_amount decimal(14,2), is_denied int, service_month string"
 )
 REFERRAL_SCHEMA = (
-    "referral_id string, referring_npi string, referred_to_npi string, patient_key string, employer_id string, "
+    "referral_id string, referring_npi string, referred_to_npi string, patient_token string, employer_id string, "
     "specialty_requested string, status string, referral_date date, service_month string"
 )
 CRM_SCHEMA = "activity_id string, npi string, activity_date date, marketing_spend decimal(14,2), contacts int, opportunity_value decimal(14,2)"
 PATIENT_SCHEMA = (
-    "patient_sk bigint, patient_key string, source_system string, sex string, birth_year int, zip3 string, "
+    "patient_sk bigint, patient_token string, source_system string, sex string, birth_year int, zip3 string, "
     "valid_from timestamp, valid_to timestamp, is_current boolean"
 )
 OPEN = datetime(9999, 12, 31)

@@ -44,7 +44,7 @@ def test_procedure_stats_volume_cost_outcomes_and_rank(spark: SparkSession) -> N
 
 
 SUMMARY_SCHEMA = (
-    "patient_key string, source_system string, sex string, birth_year int, zip3 string, zip3_from_provider boolean, "
+    "patient_token string, source_system string, sex string, birth_year int, zip3 string, zip3_from_provider boolean, "
     "procedure_codes array<string>, visits long, visits_365d long, inpatient_encounters_365d long, "
     "total_cost decimal(18,2), readmissions long, readmissions_365d long, referral_employer_id string, "
     "high_risk boolean"
@@ -85,10 +85,10 @@ def test_patient_high_risk_rule(spark: SparkSession) -> None:
     actual = patient_summary(
         spark.createDataFrame(ENCOUNTERS + extra, ENCOUNTER_SCHEMA), data["procedures"], data["referrals"],
         patients(spark), data["providers"], AS_OF,
-    ).select("patient_key", "readmissions_365d", "inpatient_encounters_365d", "high_risk")
+    ).select("patient_token", "readmissions_365d", "inpatient_encounters_365d", "high_risk")
     expected = spark.createDataFrame(
         [("A", 0, 0, False), ("B", 1, 4, True), ("C", 1, 0, False), ("D", 2, 2, True)],
-        "patient_key string, readmissions_365d long, inpatient_encounters_365d long, high_risk boolean",
+        "patient_token string, readmissions_365d long, inpatient_encounters_365d long, high_risk boolean",
     )
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
@@ -107,7 +107,7 @@ def test_network_demand_by_zip(spark: SparkSession) -> None:
     # (no zip3 known) fall in the referring provider's area 606; r2 and r3 leaked. Dermatology is
     # requested in 606 where no dermatologist practises -> expand with no capacity.
     data = inputs(spark)
-    zip3 = spark.createDataFrame([("A", "606"), ("B", "606"), ("C", "441"), ("D", "606")], "patient_key string, zip3 string")
+    zip3 = spark.createDataFrame([("A", "606"), ("B", "606"), ("C", "441"), ("D", "606")], "patient_token string, zip3 string")
     features = spark.createDataFrame(
         [("1", "606", "Cardiology", 0.3), ("2", "606", "Cardiology", 0.8), ("3", "441", "Dermatology", None)],
         "npi string, zip3 string, specialty string, composite_score double",

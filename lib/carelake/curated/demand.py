@@ -44,7 +44,7 @@ def network_demand_by_zip(
     features: DataFrame,
     as_of: date,
 ) -> DataFrame:
-    """``fact_encounter``, ``fact_referral``, ``dim_provider``, patients' zip3 (``patient_key``,
+    """``fact_encounter``, ``fact_referral``, ``dim_provider``, patients' zip3 (``patient_token``,
     ``zip3``, e.g. ``patient_summary``) and ``provider_features`` -> one row per zip3 x specialty
     x month with encounters or referrals on/before ``as_of`` (:data:`COLUMNS`).
 
@@ -65,11 +65,11 @@ def network_demand_by_zip(
     p90 = per_provider.groupBy("specialty").agg(
         F.percentile(F.col("_n"), CAPACITY_PERCENTILE).alias("p90_encounters_per_provider")
     )
-    patient_area = patient_zip3.select("patient_key", F.col("zip3").alias("_patient_zip3"))
+    patient_area = patient_zip3.select("patient_token", F.col("zip3").alias("_patient_zip3"))
     sender_area = attributes.select(F.col("npi").alias("referring_npi"), F.col("zip3").alias("_sender_zip3"))
     requested = (
         flag_leaked(referrals.where(in_window(F.col("referral_date"), as_of, None)), attributes)
-        .join(patient_area, "patient_key", "left")
+        .join(patient_area, "patient_token", "left")
         .join(sender_area, "referring_npi", "left")
         .groupBy(
             F.coalesce("_patient_zip3", "_sender_zip3").alias("zip3"),

@@ -129,8 +129,8 @@ def _encounter_features(encounters: DataFrame, attributes: DataFrame, as_of: dat
     per_npi = with_expected.groupBy("npi", "specialty").agg(
         F.count(F.lit(1)).alias("encounters_365d"),
         F.count(F.when(F.col("_short"), 1)).alias("encounters_90d"),
-        F.countDistinct("patient_key").alias("patients_365d"),
-        F.countDistinct(F.when(F.col("_short"), F.col("patient_key"))).alias("patients_90d"),
+        F.countDistinct("patient_token").alias("patients_365d"),
+        F.countDistinct(F.when(F.col("_short"), F.col("patient_token"))).alias("patients_90d"),
         F.avg("encounter_cost").alias("_cost"),
         F.avg("_expected").alias("_expected"),
         F.first("_specialty_cost").alias("_specialty_cost"),
@@ -200,12 +200,12 @@ def _procedure_features(procedures: DataFrame, as_of: date) -> DataFrame:
 def _claim_features(claims: DataFrame, referrals: DataFrame, as_of: date) -> DataFrame:
     recent = claims.where(in_window(F.col("service_date"), as_of, LONG_DAYS))
     referred = referrals.where(in_window(F.col("referral_date"), as_of, None)).select(
-        F.col("referred_to_npi").alias("_to"), F.col("patient_key").alias("_patient"), "referral_date"
+        F.col("referred_to_npi").alias("_to"), F.col("patient_token").alias("_patient"), "referral_date"
     )
     # A claim counts as referred-in revenue when its patient was referred to this provider first.
     referred_claims = recent.join(
         referred,
-        (F.col("npi") == F.col("_to")) & (F.col("patient_key") == F.col("_patient"))
+        (F.col("npi") == F.col("_to")) & (F.col("patient_token") == F.col("_patient"))
         & (F.col("referral_date") <= F.col("service_date")),
         "left_semi",
     ).groupBy("npi").agg(F.sum("paid_amount").alias("_referred_revenue"))

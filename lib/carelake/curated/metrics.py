@@ -66,7 +66,11 @@ def index_score(observed_over_expected: Column) -> Column:
     """A 0..1 score from an observed/expected ratio where lower is better:
     ``clamp(1.5 - ratio, 0, 1)`` — 1 at half the expected value or less, 0.5 as expected,
     0 at 1.5 times expected or more. Null stays null."""
-    return F.least(F.lit(1.0), F.greatest(F.lit(0.0), F.lit(1.5) - observed_over_expected))
+    # greatest() skips nulls, so a null ratio must be kept null explicitly.
+    return F.when(
+        observed_over_expected.isNotNull(),
+        F.least(F.lit(1.0), F.greatest(F.lit(0.0), F.lit(1.5) - observed_over_expected)),
+    )
 
 
 def diagnosis_chapter(code: Column) -> Column:

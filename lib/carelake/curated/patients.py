@@ -1,6 +1,6 @@
 """The de-identified patient table: one row per patient with utilisation, cost and risk.
 
-Only dim_patient's de-identified attributes (patient key, source system, sex, Safe Harbor birth
+Only dim_patient's de-identified attributes (patient token, source system, sex, Safe Harbor birth
 year, zip3) and aggregates reach it: no names, contact details, MRN or dates of service.
 """
 
@@ -19,7 +19,7 @@ HIGH_RISK_READMISSIONS = 2
 HIGH_RISK_INPATIENT = 4
 
 COLUMNS: dict[str, str] = {
-    "patient_key": "De-identified patient key (source system + local id token)",
+    "patient_token": "Keyed token of the patient (HMAC-SHA256 of the processed patient key)",
     "as_of": "Date the summary is computed for: only events on/before it count",
     "source_system": "Hospital system the patient record comes from",
     "sex": "Recorded sex",
@@ -50,21 +50,21 @@ def patient_summary(
     """``fact_encounter``, ``fact_procedure``, ``fact_referral``, ``dim_patient`` and
     ``dim_provider`` -> one row per patient of dim_patient as of ``as_of`` (:data:`COLUMNS`).
 
-    ``scope`` (a DataFrame with ``patient_key``), when given, limits the output to those patients.
+    ``scope`` (a DataFrame with ``patient_token``), when given, limits the output to those patients.
     High-risk rule: at least 2 readmissions or at least 4 inpatient encounters in the 365 days.
     """
-    people = version_as_of(patients, "patient_key", as_of).select(
-        "patient_key", "source_system", "sex", "birth_year", "zip3"
+    people = version_as_of(patients, "patient_token", as_of).select(
+        "patient_token", "source_system", "sex", "birth_year", "zip3"
     )
     if scope is not None:
-        keys = scope.select("patient_key")
-        people = people.join(keys, "patient_key", "left_semi")
-        encounters = encounters.join(keys, "patient_key", "left_semi")
-        procedures = procedures.join(keys, "patient_key", "left_semi")
-        referrals = referrals.join(keys, "patient_key", "left_semi")
+        keys = scope.select("patient_token")
+        people = people.join(keys, "patient_token", "left_semi")
+        encounters = encounters.join(keys, "patient_token", "left_semi")
+        procedures = procedures.join(keys, "patient_token", "left_semi")
+        referrals = referrals.join(keys, "patient_token", "left_semi")
     seen = encounters.where(in_window(F.col("admit_date"), as_of, None))
     recent = in_window(F.col("admit_date"), as_of, LONG_DAYS)
-    visits = seen.groupBy("patient_key").agg(
+    visits = seen.groupBy("patient_token").agg(
         F.count(F.lit(1)).alias("visits"),
         F.count(F.when(recent, 1)).alias("visits_365d"),
         F.count(F.when(recent & (F.lower("encounter_type") == "inpatient"), 1)).alias("inpatient_encounters_365d"),
@@ -74,39 +74,39 @@ def patient_summary(
     )
     codes = (
         procedures.where(in_window(F.col("procedure_date"), as_of, None))
-        .groupBy("patient_key")
+        .groupBy("patient_token")
         .agg(F.array_sort(F.collect_set("procedure_code")).alias("procedure_codes"))
     )
-    by_provider = seen.groupBy("patient_key", "npi").agg(F.count(F.lit(1)).alias("_n"))
+    by_provider = seen.groupBy("patient_token", "npi").agg(F.count(F.lit(1)).alias("_n"))
     usual = (
         by_provider.withColumn(
-            "_rank", F.row_number().over(Window.partitionBy("patient_key").orderBy(F.col("_n").desc(), "npi"))
+            "_rank", F.row_number().over(Window.partitionBy("patient_token").orderBy(F.col("_n").desc(), "npi"))
         )
         .where(F.col("_rank") == 1)
         .join(providers_as_of(providers, as_of).select("npi", F.col("zip3").alias("_provider_zip3")), "npi")
-        .select("patient_key", "_provider_zip3")
+        .select("patient_token", "_provider_zip3")
     )
     last_referral = (
         referrals.where(in_window(F.col("referral_date"), as_of, None))
         .withColumn(
             "_rank",
             F.row_number().over(
-                Window.partitionBy("patient_key").orderBy(F.col("referral_date").desc(), F.col("referral_id").desc())
+                Window.partitionBy("patient_token").orderBy(F.col("referral_date").desc(), F.col("referral_id").desc())
             ),
         )
         .where(F.col("_rank") == 1)
-        .select("patient_key", F.col("employer_id").alias("referral_employer_id"))
+        .select("patient_token", F.col("employer_id").alias("referral_employer_id"))
     )
     joined = (
-        people.join(visits, "patient_key", "left")
-        .join(codes, "patient_key", "left")
-        .join(usual, "patient_key", "left")
-        .join(last_referral, "patient_key", "left")
+        people.join(visits, "patient_token", "left")
+        .join(codes, "patient_token", "left")
+        .join(usual, "patient_token", "left")
+        .join(last_referral, "patient_token", "left")
     )
     readmissions_365d = F.coalesce(F.col("readmissions_365d"), F.lit(0)).cast("long")
     inpatient = F.coalesce(F.col("inpatient_encounters_365d"), F.lit(0))
     return joined.select(
-        "patient_key", F.lit(as_of).alias("as_of"), "source_system", "sex", "birth_year",
+        "patient_token", F.lit(as_of).alias("as_of"), "source_system", "sex", "birth_year",
         F.coalesce("zip3", "_provider_zip3").alias("zip3"),
         (F.col("zip3").isNull() & F.col("_provider_zip3").isNotNull()).alias("zip3_from_provider"),
         F.coalesce("procedure_codes", F.array().cast("array<string>")).alias("procedure_codes"),

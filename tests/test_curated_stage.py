@@ -1,0 +1,80 @@
+"""The aggregates stage on Delta tables: first run, idempotent re-run, incremental recompute of
+only what a new fact touches, and the top-providers text."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal as D
+
+from chispa import assert_df_equality
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from carelake.config import Config
+from carelake.curated import run_aggregates, top_providers_report
+from carelake.curated.stage import TABLE_KEYS
+from carelake.delta import open_tables
+from carelake.model import upsert_fact
+from carelake.storage import table_uri
+from tests.test_curated_data import AS_OF, ENCOUNTER_SCHEMA, encounter, inputs, patients
+
+FACTS = {"fact_encounter": ("encounters", "npi"), "fact_procedure": ("procedures", "npi"),
+         "fact_claim": ("claims", "npi"), "fact_referral": ("referrals", "referring_npi")}
+
+
+def bucketed(df: DataFrame, npi_col: str) -> DataFrame:
+    return df.withColumn("npi_bucket", F.pmod(F.xxhash64(npi_col), F.lit(4)).cast("int"))
+
+
+def test_first_run_rerun_and_incremental(spark: SparkSession, config: Config) -> None:
+    config = config.with_overrides(**{"curated.as_of": AS_OF.isoformat()})
+    tables = open_tables(spark, config)
+    data = inputs(spark)
+    for fact, (name, npi_col) in FACTS.items():
+        tables.write(bucketed(data[name], npi_col), table_uri(config, "curated", fact), partition_by=["service_month", "npi_bucket"])
+    tables.write(data["providers"], table_uri(config, "curated", "dim_provider"))
+    tables.write(patients(spark), table_uri(config, "curated", "dim_patient"))
+    tables.write(data["crm"], table_uri(config, "processed", "crm_activity"))
+
+    first = run_aggregates(spark, config, tables, "run-1")
+    assert first.status == "ok"
+    assert {name: first.entities[name].rows_written for name in ("provider_features", "patient_summary")} == {
+        "provider_features": 3, "patient_summary": 4}
+    assert set(TABLE_KEYS) <= set(first.entities)
+    features_uri = table_uri(config, "curated", "provider_features")
+    before = tables.read(features_uri).localCheckpoint(eager=True)
+    patients_before = tables.read(table_uri(config, "curated", "patient_summary")).localCheckpoint(eager=True)
+    versions = {uri: tables.version(uri) for uri in first.tables}
+
+    again = run_aggregates(spark, config, tables, "run-2")
+    assert again.status == "nothing-to-do"
+    assert {uri: tables.version(uri) for uri in first.tables} == versions
+
+    # A new encounter of patient A with npi 3, the only dermatologist, within the windows.
+    new = spark.createDataFrame(
+        [encounter("e9", "A", "3", "outpatient", "L57.0", date(2024, 6, 15), 0, "80.00", 0, 0, 5, dept="Dermatology")],
+        ENCOUNTER_SCHEMA,
+    )
+    upsert_fact(tables, table_uri(config, "curated", "fact_encounter"), bucketed(new, "npi"), ["encounter_key"])
+    third = run_aggregates(spark, config, tables, "run-3")
+    assert third.status == "ok"
+    counts = third.entities
+    assert (counts["provider_features"].rows_in, counts["provider_features"].rows_written) == (1, 1)
+    assert (counts["patient_summary"].rows_in, counts["patient_summary"].rows_written) == (1, 1)
+    assert (counts["kpi_patient"].rows_in, counts["kpi_patient"].rows_written) == (1, 1)  # 2024-06 only
+
+    after = tables.read(features_uri)
+    assert_df_equality(after.where("npi <> '3'"), before.where("npi <> '3'"), ignore_row_order=True)
+    three = after.where("npi = '3'").collect()[0]
+    # One 80.00 case, the only one in its specialty and cell: cost index 1, score
+    # 0.4 * 0.5 + 0.2 * 1 + 0.2 * 1 + 0.2 * (5 - 1) / 4 = 0.8.
+    assert (three.encounters_365d, three.cost_per_case, three.cost_index, three.composite_score) == (1, D("80.00"), 1.0, 0.8)
+    summary_after = tables.read(table_uri(config, "curated", "patient_summary"))
+    assert_df_equality(summary_after.where("patient_token <> 'A'"), patients_before.where("patient_token <> 'A'"), ignore_row_order=True)
+    assert summary_after.where("patient_token = 'A'").collect()[0].visits == 3
+
+    report = top_providers_report(spark, config, tables, n=2)
+    assert report.startswith("no provider has 10 encounters")
+    assert top_providers_report(spark, config.with_overrides(**{"lakehouse.root": str(config.root) + "-empty"}), tables) == (
+        "table curated.provider_features not built yet — run make run"
+    )
