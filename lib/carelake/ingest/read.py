@@ -1,12 +1,13 @@
 """Read landing files of one source layout, every column as a string, on local disk or S3.
 
 Spark's own CSV/JSON readers cannot open ``s3://`` here (no hadoop-aws connector), so landing
-files are read by the ``carelake_landing`` Python data source: one input partition per file,
-executors stream the file through pyarrow (local or ``S3FileSystem``) and parse it line by line
-into all-string Arrow batches (the source is registered in every session by
-``pyspark_carelake_landing``). It follows Spark's PERMISSIVE, single-line semantics: the first
-line of a CSV file is its header, blank lines are skipped, an empty field is null, a line with
-too few or too many fields (or bad JSON) keeps what parsed and its text in ``_corrupt_record``.
+files are read by the ``carelake_landing`` Python data source (registered in every session by
+``pyspark_carelake_landing``): one input partition per 128 MB split of a file (a line belongs to
+the split it starts in, as in Hadoop); executors read their split through pyarrow (local or
+``S3FileSystem``) and parse it line by line into all-string Arrow batches. It follows Spark's
+PERMISSIVE, single-line semantics: the first line of a CSV file is its header, blank lines are
+skipped, an empty field is null, a line with too few or too many fields (or bad JSON) keeps
+what parsed and its text in ``_corrupt_record``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ CORRUPT_RECORD = "_corrupt_record"
 SOURCE_FILE = "_source_file"
 LANDING_FORMAT = "carelake_landing"
 BATCH_ROWS = 10_000
+SPLIT_BYTES = 128 * 1024 * 1024  # as Spark's spark.sql.files.maxPartitionBytes
 _CHUNK = 4 * 1024 * 1024
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BOM = b"\xef\xbb\xbf"
@@ -83,14 +85,17 @@ class LandingFileSource(DataSource):
         return LandingFileReader(self.options)
 
 
-class _FilePartition(InputPartition):
-    def __init__(self, uri: str) -> None:
-        super().__init__(uri)
-        self.uri = uri
+class _FileSplit(InputPartition):
+    """Bytes ``[start, end)`` of one file: its lines are those that start in that range."""
+
+    def __init__(self, uri: str, start: int, end: int) -> None:
+        super().__init__((uri, start))
+        self.uri, self.start, self.end = uri, start, end
 
 
 class LandingFileReader(DataSourceReader):
-    """Reads one landing file per partition into Arrow batches of at most ``BATCH_ROWS`` rows."""
+    """Reads landing files in splits of at most ``split_bytes`` (default ``SPLIT_BYTES``), each into
+    Arrow batches of at most ``BATCH_ROWS`` rows."""
 
     def __init__(self, options: Any) -> None:
         self.files: list[str] = json.loads(options["files"])
@@ -98,25 +103,32 @@ class LandingFileReader(DataSourceReader):
         self.format = options.get("format", "csv")
         self.delimiter = options.get("delimiter", ",")
         self.encoding = options.get("encoding", "UTF-8")
+        self.split_bytes = int(options.get("split_bytes") or SPLIT_BYTES)
         self.storage_options_text = options.get("storage_options")
         if codecs.lookup(self.encoding).name.startswith(("utf-16", "utf-32")):
             raise ValueError(f"landing files: encoding {self.encoding!r} is not supported: expected an ASCII-compatible one such as UTF-8")
 
     def partitions(self) -> Sequence[InputPartition]:
-        return [_FilePartition(uri) for uri in self.files]
+        splits: list[InputPartition] = []
+        options = decode_options(self.storage_options_text)
+        for uri in self.files:
+            fs, path = arrow_filesystem(uri, options)
+            size = fs.get_file_info(path).size or 0
+            splits.extend(_FileSplit(uri, at, min(at + self.split_bytes, size)) for at in range(0, max(size, 1), self.split_bytes))
+        return splits
 
     def read(self, partition: InputPartition) -> Iterator[pa.RecordBatch]:
-        uri = partition.uri  # type: ignore[attr-defined]
-        fs, path = arrow_filesystem(uri, decode_options(self.storage_options_text))
+        split: _FileSplit = partition  # type: ignore[assignment]
+        fs, path = arrow_filesystem(split.uri, decode_options(self.storage_options_text))
         parse = self._parse_csv if self.format == "csv" else self._parse_json
         names = [*self.columns, CORRUPT_RECORD, SOURCE_FILE]
         rows: list[list[str | None]] = []
-        with fs.open_input_stream(path) as stream:
-            lines = _lines(stream, self.encoding)
-            if self.format == "csv":
+        with fs.open_input_file(path) as handle:
+            lines = _lines(handle, split.start, split.end, self.encoding)
+            if self.format == "csv" and split.start == 0:
                 next(lines, None)  # the header: columns were taken from it when the file was sniffed
             for line in lines:
-                rows.append([*parse(line), uri])
+                rows.append([*parse(line), split.uri])
                 if len(rows) == BATCH_ROWS:
                     yield _batch(rows, names)
                     rows = []
@@ -124,6 +136,8 @@ class LandingFileReader(DataSourceReader):
             yield _batch(rows, names)
 
     def _parse_csv(self, line: str) -> list[str | None]:
+        # A line is already in memory whole, so the csv module's 128 KiB field cap protects nothing.
+        csv.field_size_limit(max(csv.field_size_limit(), len(line) + 1))
         fields = next(csv.reader((line,), delimiter=self.delimiter, quotechar='"', doublequote=True, strict=False))
         width = len(self.columns)
         values: list[str | None] = [v or None for v in fields[:width]]
@@ -163,24 +177,53 @@ def _json_dump(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _lines(stream: Any, encoding: str) -> Iterator[str]:
-    """Non-blank lines of a byte stream (any of \\n, \\r\\n, \\r ends a line), decoded, in chunks."""
-    pending = b""
-    first = True
-    while chunk := stream.read(_CHUNK):
-        if first:
-            chunk, first = chunk.removeprefix(_BOM), False
-        parts = _LINE_END.split(pending + chunk)
-        # A chunk ending in \r may be cut inside \r\n: keep that \r with the pending tail.
-        pending = parts.pop()
-        if chunk.endswith(b"\r") and parts:
-            pending = parts.pop() + b"\r"
-        for part in parts:
-            if part.strip():
-                yield part.decode(encoding, errors="replace")
-    tail = pending.rstrip(b"\r")
-    if tail.strip():
-        yield tail.decode(encoding, errors="replace")
+class _Undecodable(str):
+    """A line that is not text in the source's encoding; ``reason`` names the bad byte, the text is
+    decoded with replacement characters and kept only for the quarantine payload."""
+
+    reason: str
+
+
+def _decode(part: bytes, encoding: str) -> str:
+    try:
+        return part.decode(encoding)
+    except UnicodeDecodeError as exc:
+        # Replacement characters would pass as data: the line goes to _corrupt_record instead.
+        text = part.decode(encoding, errors="replace")
+        line = _Undecodable(text)
+        line.reason = f"not decodable as {encoding} (byte 0x{part[exc.start]:02x} at offset {exc.start} of the line): {text}"
+        return line
+
+
+def _lines(handle: Any, start: int, end: int, encoding: str) -> Iterator[str]:
+    """Non-blank, decoded lines of a seekable file that start at a byte offset in ``[start, end]``.
+
+    As Hadoop's line reader: a split not at the file's start skips its first (partial) line,
+    which the previous split read to its end; any of \\n, \\r\\n, \\r ends a line.
+    """
+    handle.seek(start)
+    position, buffer, skip = start, b"", start > 0
+    while True:
+        chunk = handle.read(_CHUNK)
+        if position == 0 and not buffer and chunk.startswith(_BOM):
+            chunk, position = chunk[len(_BOM):], len(_BOM)
+        buffer += chunk
+        offset = 0
+        for match in _LINE_END.finditer(buffer):
+            if chunk and match.end() == len(buffer) and buffer.endswith(b"\r"):
+                break  # the \r may be the first half of a \r\n cut by the chunk
+            if position + offset > end:
+                return
+            line, offset = buffer[offset:match.start()], match.end()
+            if skip:
+                skip = False
+            elif line.strip():
+                yield line.decode(encoding, errors="replace")
+        buffer, position = buffer[offset:], position + offset
+        if not chunk:
+            break
+    if buffer.strip() and not skip and position <= end:
+        yield buffer.decode(encoding, errors="replace")
 
 
 def _batch(rows: list[list[str | None]], names: list[str]) -> pa.RecordBatch:
