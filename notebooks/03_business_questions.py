@@ -1,0 +1,208 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # Business questions over the curated aggregates
+# MAGIC
+# MAGIC Five questions, answered from `provider_features`, `provider_procedure_stats`,
+# MAGIC `network_demand_by_zip` and `kpi_executive` (built by the `aggregates` stage):
+# MAGIC 1. Which providers are the most cost-effective?
+# MAGIC 2. Who specialises, and excels, in which procedures?
+# MAGIC 3. Who has the best outcomes?
+# MAGIC 4. When does the network need to grow?
+# MAGIC 5. Where should demand be routed?
+# MAGIC
+# MAGIC Provider-level and area-level data only: no patient rows are shown. Plots are saved as PNG
+# MAGIC under `<lakehouse root>/_reports/`. Runs on Databricks or as
+# MAGIC `python notebooks/03_business_questions.py`; a table not built yet is reported, not fatal.
+
+# COMMAND ----------
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: figures are saved, never shown in a window
+import matplotlib.pyplot as plt
+from pyspark.sql import functions as F
+
+from carelake.config import load_config
+from carelake.curated.reports import save_figure
+from carelake.serve.notebook import display, finish, get_spark, read_table
+
+MIN_ENCOUNTERS = 10  # providers with fewer encounters in 365 days are too small to rank
+
+config = load_config()
+spark = get_spark(config)
+print(f"lakehouse: {config.root}")
+features = read_table(spark, config, "curated", "provider_features")
+procedures = read_table(spark, config, "curated", "provider_procedure_stats")
+demand = read_table(spark, config, "curated", "network_demand_by_zip")
+executive = read_table(spark, config, "curated", "kpi_executive")
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## 1. The most cost-effective providers
+# MAGIC `composite_score` (0..1) weighs the case-mix adjusted cost index (40%), shrunk readmission and
+# MAGIC complication rates against the specialty (20% each) and satisfaction (20%).
+
+# COMMAND ----------
+
+if features is not None:
+    ranked = features.where(F.col("encounters_365d") >= MIN_ENCOUNTERS)
+    display(
+        ranked.orderBy(F.col("composite_score").desc_nulls_last())
+        .select("npi", "specialty", "zip3", "encounters_365d", "cost_index", "readmission_rate_shrunk",
+                "avg_satisfaction", "composite_score")
+        .limit(10)
+    )
+    points = ranked.select("cost_index", "readmission_rate_shrunk", "encounters_365d").dropna().toPandas()
+    if points.empty:
+        print(f"no provider with {MIN_ENCOUNTERS} encounters in 365 days yet: nothing to plot")
+    else:
+        fig, ax = plt.subplots(figsize=(7, 5))
+        ax.scatter(points["cost_index"], points["readmission_rate_shrunk"], s=points["encounters_365d"] / 2, alpha=0.5)
+        ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("cost index (observed / expected for the case mix)")
+        ax.set_ylabel("readmission rate (shrunk toward the specialty)")
+        ax.set_title("Cost against outcome per provider (bubble = volume)")
+        print("saved", save_figure(fig, config, "cost_vs_outcome.png"))
+        plt.close(fig)
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## 2. Who specialises and excels in which procedures
+# MAGIC Rank 1 within the specialty for a code (ranked only from 5 procedures in 365 days), with the
+# MAGIC share of the provider's work that code represents.
+
+# COMMAND ----------
+
+if procedures is not None:
+    best = procedures.where(F.col("specialty_rank") == 1)
+    if features is not None:
+        best = best.join(features.select("npi", "top_procedure_code", "top_procedure_share", "procedure_hhi"), "npi", "left")
+    display(best.orderBy(F.col("volume").desc()).limit(15))
+    volume = (
+        procedures.groupBy("procedure_code").agg(F.sum("volume").alias("volume"))
+        .orderBy(F.col("volume").desc()).limit(12).toPandas()
+    )
+    if not volume.empty:
+        fig, ax = plt.subplots(figsize=(8, 4))
+        ax.bar(volume["procedure_code"], volume["volume"])
+        ax.set_ylabel("procedures in 365 days")
+        ax.set_title("Busiest procedure codes")
+        plt.setp(ax.get_xticklabels(), rotation=45)
+        print("saved", save_figure(fig, config, "procedure_volume.png"))
+        plt.close(fig)
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## 3. The best outcomes
+# MAGIC Lowest shrunk readmission rate; the Wilson upper bound shows how sure we can be.
+
+# COMMAND ----------
+
+if features is not None:
+    display(
+        features.where(F.col("encounters_365d") >= MIN_ENCOUNTERS)
+        .orderBy("readmission_rate_shrunk", "complication_rate_shrunk")
+        .select("npi", "specialty", "encounters_365d", "readmission_rate", "readmission_rate_shrunk",
+                "readmission_rate_wilson_high", "complication_rate_shrunk", "avg_satisfaction")
+        .limit(10)
+    )
+    by_specialty = (
+        features.where(F.col("encounters_365d") > 0)
+        .groupBy("specialty")
+        .agg((F.sum("readmissions_365d") / F.sum("encounters_365d")).alias("readmission_rate"))
+        .orderBy("readmission_rate").toPandas()
+    )
+    if not by_specialty.empty:
+        fig, ax = plt.subplots(figsize=(8, 5))
+        ax.barh(by_specialty["specialty"].fillna("?"), by_specialty["readmission_rate"])
+        ax.set_xlabel("30-day readmission rate, 365 days")
+        ax.set_title("Readmissions by specialty")
+        print("saved", save_figure(fig, config, "readmission_by_specialty.png"))
+        plt.close(fig)
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## 4. When the network needs to grow
+# MAGIC `expand_network` flags area x specialty x month cells where encounters plus leaked referrals
+# MAGIC exceed 90% of the capacity proxy (or meet no capacity at all).
+
+# COMMAND ----------
+
+if demand is not None:
+    flagged = demand.where("expand_network")
+    print(f"cells flagged for expansion: {flagged.count()} of {demand.count()}")
+    display(
+        flagged.groupBy("zip3", "specialty")
+        .agg(F.count(F.lit(1)).alias("months_flagged"), F.max("service_month").alias("latest_month"),
+             F.sum("referrals_leaked").alias("referrals_leaked"))
+        .orderBy(F.col("months_flagged").desc())
+        .limit(15)
+    )
+    monthly = (
+        demand.where(F.col("service_month") != "unknown")
+        .groupBy("service_month")
+        .agg(F.sum("demand").alias("demand"), F.sum("capacity").alias("capacity"))
+        .orderBy("service_month").toPandas()
+    )
+    if not monthly.empty:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        ax.plot(monthly["service_month"], monthly["demand"], label="demand (encounters + leaked referrals)")
+        ax.plot(monthly["service_month"], monthly["capacity"], label="capacity proxy")
+        ax.set_title("Network demand against capacity")
+        ax.legend()
+        ax.set_xticks(ax.get_xticks()[:: max(1, len(monthly) // 12)])
+        plt.setp(ax.get_xticklabels(), rotation=45)
+        print("saved", save_figure(fig, config, "demand_vs_capacity.png"))
+        plt.close(fig)
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## 5. Where demand should be routed
+# MAGIC For the latest month, the areas with leaked referrals and the top in-area providers by composite
+# MAGIC score to send them to (an empty list: nobody of that specialty practises in the area).
+
+# COMMAND ----------
+
+if demand is not None:
+    latest = demand.where(F.col("service_month") != "unknown").agg(F.max("service_month")).collect()[0][0]
+    print(f"latest month: {latest}")
+    display(
+        demand.where((F.col("service_month") == latest) & (F.col("referrals_requested") > 0))
+        .orderBy(F.col("referrals_leaked").desc(), F.col("demand_capacity_ratio").desc_nulls_last())
+        .select("zip3", "specialty", "referrals_requested", "referrals_leaked", "leakage_rate",
+                "demand_capacity_ratio", "expand_network", "route_to")
+        .limit(15)
+    )
+
+# COMMAND ----------
+
+# MAGIC %md
+# MAGIC ## The trend: visits and revenue by month
+
+# COMMAND ----------
+
+if executive is not None:
+    trend = executive.where(F.col("service_month") != "unknown").orderBy("service_month")
+    display(trend, n=24)
+    frame = trend.select("service_month", "visits", F.col("paid").cast("double").alias("paid")).toPandas()
+    if not frame.empty:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        ax.bar(frame["service_month"], frame["visits"], color="tab:blue", label="visits")
+        ax.set_ylabel("visits")
+        paid_ax = ax.twinx()
+        paid_ax.plot(frame["service_month"], frame["paid"], color="tab:orange", label="paid")
+        paid_ax.set_ylabel("paid ($)")
+        ax.set_title("Visits and paid revenue by month")
+        ax.set_xticks(ax.get_xticks()[:: max(1, len(frame) // 12)])
+        plt.setp(ax.get_xticklabels(), rotation=45)
+        print("saved", save_figure(fig, config, "executive_trend.png"))
+        plt.close(fig)
+
+# COMMAND ----------
+
+finish(spark)
