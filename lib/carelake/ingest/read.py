@@ -128,7 +128,10 @@ class LandingFileReader(DataSourceReader):
             if self.format == "csv" and split.start == 0:
                 next(lines, None)  # the header: columns were taken from it when the file was sniffed
             for line in lines:
-                rows.append([*parse(line), split.uri])
+                if isinstance(line, _Undecodable):
+                    rows.append([*([None] * len(self.columns)), line.reason, split.uri])
+                else:
+                    rows.append([*parse(line), split.uri])
                 if len(rows) == BATCH_ROWS:
                     yield _batch(rows, names)
                     rows = []
@@ -196,7 +199,8 @@ def _decode(part: bytes, encoding: str) -> str:
 
 
 def _lines(handle: Any, start: int, end: int, encoding: str) -> Iterator[str]:
-    """Non-blank, decoded lines of a seekable file that start at a byte offset in ``[start, end]``.
+    """Non-blank, decoded lines of a seekable file that start at a byte offset in ``[start, end]``;
+    a line that does not decode is an :class:`_Undecodable`.
 
     As Hadoop's line reader: a split not at the file's start skips its first (partial) line,
     which the previous split read to its end; any of \\n, \\r\\n, \\r ends a line.
@@ -218,12 +222,12 @@ def _lines(handle: Any, start: int, end: int, encoding: str) -> Iterator[str]:
             if skip:
                 skip = False
             elif line.strip():
-                yield line.decode(encoding, errors="replace")
+                yield _decode(line, encoding)
         buffer, position = buffer[offset:], position + offset
         if not chunk:
             break
     if buffer.strip() and not skip and position <= end:
-        yield buffer.decode(encoding, errors="replace")
+        yield _decode(buffer, encoding)
 
 
 def _batch(rows: list[list[str | None]], names: list[str]) -> pa.RecordBatch:
