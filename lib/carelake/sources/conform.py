@@ -35,6 +35,10 @@ NPI_COLUMNS = ("npi", "referring_npi", "referred_to_npi")
 # Code columns compared against code-system shapes, so case is normalised.
 CODE_COLUMNS = ("diagnosis_code", "procedure_code", "taxonomy_code")
 
+# Commas are accepted only as thousands separators: "1,234.50" is 1234.50, while "1,50" (a
+# decimal comma) is unparseable rather than silently read as 150.
+GROUPED_NUMBER = r"^[-+]?\$?[-+]?\d{1,3}(,\d{3})+(\.\d*)?$"
+
 CPT_PATTERN = r"^\d{5}$"
 HCPCS_PATTERN = r"^[A-Z]\d{4}$"
 
@@ -82,15 +86,20 @@ def _parse(text: Column, dtype: DataType, system: SourceSystem) -> Column:
     if isinstance(dtype, TimestampType):
         return F.coalesce(F.try_to_timestamp(text, ts_fmt), F.try_to_timestamp(text, date_fmt))
     if isinstance(dtype, DecimalType):
-        number = F.regexp_replace(text, r"[$,]", "").try_cast(DecimalType(22, 4))
+        number = _number_text(text).try_cast(DecimalType(22, 4))
         if system.amount_unit == "cents":
             number = number / F.lit(100)
         return number.try_cast(dtype)
     if isinstance(dtype, IntegerType):
-        return text.try_cast(dtype)
+        return _number_text(text).try_cast(dtype)
     if isinstance(dtype, BooleanType):
         return F.lower(text).try_cast(dtype)
     return text
+
+
+def _number_text(text: Column) -> Column:
+    """``text`` without a dollar sign and thousands separators; null when a comma is anywhere else."""
+    return F.when(text.contains(",") & ~text.rlike(GROUPED_NUMBER), F.lit(None)).otherwise(F.regexp_replace(text, r"[$,]", ""))
 
 
 def _clean_string(name: str, text: Column) -> Column:
