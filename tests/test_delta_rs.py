@@ -20,6 +20,7 @@ from carelake.delta import (
     open_tables,
     storage_options,
 )
+from carelake.privacy.audit import current_actor
 from carelake.storage import table_uri
 
 SCHEMA = "id long, service_month string, npi_bucket int, amount decimal(10,2), service_date date, active boolean"
@@ -148,7 +149,9 @@ def test_merge_upserts_by_keys_with_counts(spark, tables: DeltaTables, config: C
     )
     expected = spark.createDataFrame([("1", "cardio", 1), ("2", "dermatology", 5), ("3", "onco", 7)], schema)
     assert_df_equality(tables.read(uri), expected, ignore_row_order=True)
-    assert tables.history(uri, limit=1)[0]["metadata"] == {"run_id": "r9", "batch_id": "b2"}
+    metadata = tables.history(uri, limit=1)[0]["metadata"]
+    assert {k: metadata[k] for k in ("run_id", "batch_id")} == {"run_id": "r9", "batch_id": "b2"}
+    assert metadata["carelake.actor"] == current_actor()  # who wrote this version
 
 
 def test_merge_insert_only_leaves_matches_alone(spark, tables: DeltaTables, config: Config) -> None:

@@ -17,6 +17,7 @@ from carelake.delta.api import CommitResult, DeltaTables, check_write_args, hist
 from carelake.delta.errors import DeltaConflictError, TableNotFoundError
 from carelake.delta.log import add_actions, open_table
 from carelake.delta.storage import storage_options
+from carelake.privacy.audit import audited
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 
@@ -117,6 +118,7 @@ class JvmTables(DeltaTables):
     ) -> CommitResult:
         """Write ``df`` with ``format("delta")``; replace_where becomes Delta's replaceWhere."""
         check_write_args(uri, mode, replace_where, schema_mode)
+        commit_metadata = audited(commit_metadata)
         writer = df.write.format("delta").mode(mode)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
@@ -140,6 +142,7 @@ class JvmTables(DeltaTables):
         commit_metadata: dict[str, str] | None = None,
     ) -> CommitResult:
         """Upsert by ``keys`` with Delta MERGE on executors; creates the table when absent."""
+        commit_metadata = audited(commit_metadata)
         if not self.exists(uri):
             result = self.write(source, uri, "append", partition_by, commit_metadata=commit_metadata)
             return CommitResult(result.version, "MERGE", result.files_added, 0, result.rows_inserted, 0, 0)

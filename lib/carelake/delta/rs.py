@@ -35,6 +35,7 @@ from carelake.delta.errors import (
 from carelake.delta.log import METRICS_KEY, WRITE_ID_KEY, add_actions, open_table, table_exists
 from carelake.delta.storage import encode_options, storage_options
 from carelake.delta.types import spark_schema_from_delta
+from carelake.privacy.audit import audited
 
 FILTER_PUSHDOWN_CONF = "spark.sql.python.filterPushdown.enabled"
 # How far back write() looks for its own commit (other writers may commit meanwhile).
@@ -91,6 +92,7 @@ class RsTables(DeltaTables):
     ) -> CommitResult:
         """Write ``df`` through the data source: executors write files, one commit."""
         check_write_args(uri, mode, replace_where, schema_mode)
+        commit_metadata = audited(commit_metadata)
         options = {"commit_metadata": json.dumps(commit_metadata or {})}
         if self.exists(uri):
             # Commit against the snapshot the write started from, so conflicting commits made
@@ -158,8 +160,10 @@ class RsTables(DeltaTables):
         insert: bool = True,
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
+        update_condition: str | None = None,
     ) -> CommitResult:
         """Upsert ``source`` by ``keys`` with delta-rs merge in the driver (see module notes)."""
+        commit_metadata = audited(commit_metadata)
         missing = [k for k in keys if k not in source.columns]
         if not keys or missing:
             raise ValueError(f"merge into {uri}: keys {keys} must be non-empty columns of the source; missing {missing} (source columns {source.columns})")
@@ -169,7 +173,7 @@ class RsTables(DeltaTables):
         table = self._table(uri)
         target_rows = sum(f["num_records"] or 0 for f in add_actions(table))
         if target_rows > int(self.config.section("delta").get("merge_in_spark_rows", MERGE_IN_SPARK_ROWS)):
-            return self._merge_in_spark(source, uri, table, keys, update, insert, commit_metadata)
+            return self._merge_in_spark(source, uri, table, keys, update, insert, commit_metadata, update_condition)
         predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
         merger = table.merge(
             source.toArrow(),
@@ -180,7 +184,7 @@ class RsTables(DeltaTables):
             commit_properties=CommitProperties(custom_metadata=dict(commit_metadata or {})),
         )
         if update:
-            merger = merger.when_matched_update_all()
+            merger = merger.when_matched_update_all(predicate=update_condition)
         if insert:
             merger = merger.when_not_matched_insert_all()
         try:
@@ -206,6 +210,7 @@ class RsTables(DeltaTables):
         update: bool,
         insert: bool,
         commit_metadata: dict[str, str] | None,
+        update_condition: str | None,
     ) -> CommitResult:
         """Merge on executors, rewriting only candidate files (see :mod:`spark_merge`)."""
         columns = spark_schema_from_delta(table.schema()).fieldNames()
@@ -231,7 +236,7 @@ class RsTables(DeltaTables):
             .load()
         )
         matched, unmatched = spark_merge.match_counts(target, source, keys)
-        rewritten, appended = spark_merge.merged_rows(target, source, keys, update, insert)
+        rewritten, appended = spark_merge.merged_rows(target, source, keys, update, insert, update_condition)
         options = {"commit_metadata": json.dumps(commit_metadata or {}), "read_version": str(read_version)}
         if update and candidates:
             removes = [{k: f[k] for k in ("path", "size", "partition_values")} for f in candidates]

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from carelake.config import Config
+from carelake.privacy.audit import current_actor
 from carelake.storage import filesystem_for, join_uri
 
 
@@ -83,6 +84,7 @@ class RunSummary:
     config_file: str
     root: str
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
+    actor: str = field(default_factory=current_actor)  # who ran it: $CARELAKE_ACTOR or the OS user
     finished_at: str | None = None
     status: str = "running"
     stages: list[StageSummary] = field(default_factory=list)
@@ -92,6 +94,7 @@ class RunSummary:
             "run_id": self.run_id,
             "config_file": self.config_file,
             "root": self.root,
+            "actor": self.actor,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "status": self.status,
