@@ -45,11 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     layout = commands.add_parser("layout", help="objects per zone/table under the lakehouse root")
     _add_conf(layout)
 
+    from carelake.pipeline import DEFAULT_STAGES, STAGES
+
     run = commands.add_parser("run", help="run pipeline stages in order")
     _add_conf(run)
-    run.add_argument("--stages", default=None, help="comma-separated stages (default: ingest,process,model)")
-
-    from carelake.pipeline import STAGES
+    run.add_argument("--stages", default=None, help="comma-separated stages (default: " + ",".join(DEFAULT_STAGES) + ")")
 
     for name in STAGES:
         single = commands.add_parser(name, help=f"run the {name} stage")

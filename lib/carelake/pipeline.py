@@ -24,9 +24,10 @@ STAGES: dict[str, str] = {
     "ingest": "carelake.ingest.stage:run_ingest",
     "process": "carelake.process:run_process",
     "model": "carelake.model:run_model",
+    "aggregates": "carelake.curated.stage:run_aggregates",
     "maintain": "carelake.model:run_maintain",
 }
-DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "model")
+DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "model", "aggregates")
 
 
 def stage_function(name: str) -> Callable[..., StageSummary]:
