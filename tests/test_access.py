@@ -26,13 +26,13 @@ def zones(spark: SparkSession):
         if database in ZONE_DATABASES:
             spark.sql(f"CREATE DATABASE {database}")
     spark.createDataFrame(
-        [
-            ("ka", "hospital_a", "Ann", "Lee", "123-45-6789", date(1980, 6, 1), "hospital_a"),
-            ("kb", "hospital_b", "Bob", "Roe", "987-65-4321", date(1975, 1, 2), "hospital_b"),
-        ],
-        "patient_key string, source_system string, first_name string, last_name string, ssn string, "
-        "birth_date date, _source_system string",
+        [("ka", "hospital_a", date(1980, 6, 1)), ("kb", "hospital_b", date(1975, 1, 2))],
+        "patient_key string, source_system string, birth_date date",
     ).write.saveAsTable("processed.patients")
+    spark.createDataFrame(
+        [("ka", "hospital_a", "Ann", "Lee", "123-45-6789"), ("kb", "hospital_b", "Bob", "Roe", "987-65-4321")],
+        "patient_key string, source_system string, first_name string, last_name string, ssn string",
+    ).write.saveAsTable("processed.patients_pii")
     spark.createDataFrame(
         [("patients", "hospital_a", '{"ssn": "123-45-6789"}')],
         "entity string, source_system string, raw_payload string",
@@ -58,7 +58,10 @@ def test_each_role_gets_only_its_views(spark: SparkSession, base_config, zones) 
     created = create_role_views(spark, base_config.with_overrides(**ROLES))
     assert created == {
         "analyst": ["curated__dim_patient", "curated__fact_encounter", "curated__unattributed"],
-        "clinician_hospital_a": ["curated__dim_patient", "curated__fact_encounter", "processed__patients"],
+        "clinician_hospital_a": [
+            "curated__dim_patient", "curated__fact_encounter", "processed__patients", "processed__patients_pii",
+        ],
+        # Engineers debug the pipeline from the quarantine; the identifiers table is not theirs.
         "engineer": [
             "curated__dim_patient", "curated__fact_encounter", "curated__unattributed",
             "processed___quarantine", "processed__patients",
@@ -76,11 +79,11 @@ def test_analyst_views_never_return_processed_pii(spark: SparkSession, base_conf
 def test_clinician_sees_own_hospital_rows_with_masked_ssn(spark: SparkSession, base_config, zones) -> None:
     create_role_views(spark, base_config.with_overrides(**ROLES))
     expected = spark.createDataFrame(
-        [("ka", "hospital_a", "Ann", "Lee", "***-**-6789", date(1980, 6, 1), "hospital_a")],
-        "patient_key string, source_system string, first_name string, last_name string, ssn string, "
-        "birth_date date, _source_system string",
+        [("ka", "hospital_a", "Ann", "Lee", "***-**-6789")],
+        "patient_key string, source_system string, first_name string, last_name string, ssn string",
     )
-    assert_df_equality(spark.table("clinician_hospital_a.processed__patients"), expected, ignore_nullable=True)
+    assert_df_equality(spark.table("clinician_hospital_a.processed__patients_pii"), expected, ignore_nullable=True)
+    assert [r["patient_key"] for r in spark.table("clinician_hospital_a.processed__patients").collect()] == ["ka"]
     facts = spark.table("clinician_hospital_a.curated__fact_encounter").collect()
     assert [r["encounter_key"] for r in facts] == ["E1"]
 

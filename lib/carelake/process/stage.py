@@ -32,6 +32,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 
 from carelake.config import Config
 from carelake.delta import DeltaTables
+from carelake.privacy.restricted import restricted_table, split_identifiers
 from carelake.quality.gx import SuiteOutcome, SuiteRunner
 from carelake.quality.quarantine import (
     DUPLICATE,
@@ -155,11 +156,17 @@ def _process_entity(
         kept = canonical_columns(marked.where(F.col(DUPLICATE).isNull()), entity)
         if suites is not None:
             failed |= not _validate(suites, kept, entity, config, run_id, summary)
+        condition = LATEST_WINS if "updated_at" in kept.columns else None
+        kept, identifiers = split_identifiers(kept, entity)
+        if identifiers is not None:
+            # Direct identifiers go to their restricted table first: a crash between the two
+            # merges leaves the batch unrecorded, and the rerun's merges are idempotent.
+            pii_uri = table_uri(config, "processed", restricted_table(entity))
+            summary.tables[pii_uri] = tables.merge(
+                identifiers, pii_uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata, update_condition=condition
+            ).version
         uri = table_uri(config, "processed", entity)
-        result = tables.merge(
-            kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata,
-            update_condition=LATEST_WINS if "updated_at" in kept.columns else None,
-        )
+        result = tables.merge(kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata, update_condition=condition)
         counts.rows_written = counts.rows_valid
         counts.delta_version = summary.tables[uri] = result.version
     else:

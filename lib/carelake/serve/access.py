@@ -8,10 +8,12 @@ so a config typo cannot widen it:
 - ``clinician: {hospital: <source system> | [<source system>, ...]}`` -> one database
   ``clinician_<hospital>`` each: curated and processed tables, rows of that hospital only (row
   filter on ``source_system``, ``patient_source_system`` or ``_source_system``), names and
-  contact details in clear (treatment needs them), SSN masked to its last four digits; tables with patient data but no hospital column, raw tables and the
-  restricted tables (:data:`RESTRICTED_TABLES`) are not exposed.
+  contact details from ``processed.patients_pii`` in clear (treatment needs them), SSN masked
+  to its last four digits; tables with patient data but no hospital column, raw tables and the
+  quarantine are not exposed.
 - ``engineer`` -> database ``engineer``: every table of every served zone as is, quarantine
-  included (the role that debugs the pipeline; grant it sparingly).
+  included (the role that debugs the pipeline; grant it sparingly), except the direct
+  identifiers' tables (``*_pii``, see :mod:`carelake.privacy.restricted`).
 
 Views read ``<zone>.<table>`` as registered by :func:`carelake.serve.catalog.register_tables`
 and are named ``<role database>.<zone>__<table>``. Plain Spark has no authorization: these
@@ -29,6 +31,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from carelake.config import Config, ConfigError
+from carelake.privacy.restricted import DIRECT_IDENTIFIERS, PII_SUFFIX
 from carelake.serve.catalog import SERVED_ZONES, quote
 
 log = logging.getLogger(__name__)
@@ -44,7 +47,9 @@ PII_COLUMNS = frozenset(
 CLINICIAN_HIDDEN = frozenset({"raw_payload", "_raw_payload"})
 PATIENT_COLUMNS = frozenset({"patient_key", "patient_token", "patient_sk", "patient_id"})
 HOSPITAL_COLUMNS = ("source_system", "patient_source_system", "_source_system")
-RESTRICTED_TABLES = frozenset({"_quarantine", "patients_pii"})
+# Raw payloads of failed rows carry whatever the source sent, identifiers included.
+CLINICIAN_RESTRICTED = frozenset({"_quarantine"})
+ENGINEER_RESTRICTED = frozenset(f"{entity}{PII_SUFFIX}" for entity in DIRECT_IDENTIFIERS)
 MASKED_SSN = "concat('***-**-', right({col}, 4))"
 
 
@@ -73,7 +78,7 @@ def role_policies(config: Config) -> list[RolePolicy]:
         if role == "analyst":
             policies.append(RolePolicy("analyst", role, ("curated",), drop_columns=PII_COLUMNS))
         elif role == "engineer":
-            policies.append(RolePolicy("engineer", role, SERVED_ZONES))
+            policies.append(RolePolicy("engineer", role, SERVED_ZONES, restricted_tables=ENGINEER_RESTRICTED))
         else:
             hospitals = (block or {}).get("hospital")
             hospitals = [hospitals] if isinstance(hospitals, str) else list(hospitals or [])
@@ -91,7 +96,7 @@ def role_policies(config: Config) -> list[RolePolicy]:
                         drop_columns=CLINICIAN_HIDDEN,
                         mask_columns={"ssn": MASKED_SSN},
                         hospital=hospital,
-                        restricted_tables=RESTRICTED_TABLES,
+                        restricted_tables=CLINICIAN_RESTRICTED,
                     )
                 )
     return policies

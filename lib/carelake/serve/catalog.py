@@ -191,6 +191,10 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
             spark.sql(f"DROP VIEW IF EXISTS {dropped.qualified_name}")
             spark.sql(f"DROP TABLE IF EXISTS {dropped.stub_name}")
             log.info("dropped %s: its Delta table is gone", dropped.qualified_name)
+    if config.section("access").get("roles"):
+        from carelake.serve.access import create_role_views  # access builds on this module
+
+        create_role_views(spark, config)
     return sorted(served)
 
 
