@@ -8,15 +8,17 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster run-s3
 PORT ?= 10000
 
 help:
 	@echo "make run    - create .venv, install, generate sample data, run the pipeline (local disk, local[*])"
 	@echo "make test   - run the test suite"
+	@echo "make run-s3 - the same pipeline with every zone on a local S3 server (SeaweedFS), then the bucket layout"
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
+	@echo "make bench  - benchmark at scales $(BENCH_SCALES) (16x span): bench/results/<date>.json/.md/.png"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove ./lakehouse (the local tables and sample data)"
 
@@ -37,6 +39,19 @@ pipeline: setup
 
 run: generate pipeline
 
+# The whole pipeline on a local SeaweedFS: sample data landed into the bucket with boto3, every
+# zone read and written on S3. The server's data stays in $(S3_DIR) across runs. The demo's
+# token key is kept beside it; real deployments take CARELAKE_TOKEN_KEY from a secret store.
+S3_DIR ?= lakehouse/_s3
+run-s3: generate
+	@mkdir -p $(S3_DIR)
+	@test -s $(S3_DIR)/token.key || $(PY) -c "import secrets; print(secrets.token_hex(32))" > $(S3_DIR)/token.key
+	CARELAKE_TOKEN_KEY=$${CARELAKE_TOKEN_KEY:-$$(cat $(S3_DIR)/token.key)} \
+	$(PY) -m carelake.storage.s3server --dir $(S3_DIR) -- sh -c '\
+	  $(VENV)/bin/carelake land --conf conf/s3.yaml --from lakehouse/landing && \
+	  $(VENV)/bin/carelake run --conf conf/s3.yaml; status=$$?; \
+	  $(VENV)/bin/carelake layout --conf conf/s3.yaml; exit $$status'
+
 test: setup
 	$(PY) -m pytest -q
 
@@ -48,6 +63,11 @@ register: setup
 
 cluster: setup
 	$(VENV)/bin/carelake cluster --workers 1 --cores 2 --memory 2g
+
+# 16x span; the largest scale fits a 2-core machine in well under an hour (docs/benchmark.md)
+BENCH_SCALES ?= 0.05,0.2,0.8
+bench: setup
+	$(PY) -m bench.run --scales $(BENCH_SCALES)
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests jobs

@@ -1,0 +1,1 @@
+"""Benchmarks: carelake across data scales, incremental runs and single-node baselines."""

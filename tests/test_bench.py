@@ -1,0 +1,199 @@
+"""The benchmark harness pieces that can fail without a long run: the baseline comparison, the
+pandas and DuckDB aggregates on hand-built files, the results writer and the landing-file codec."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from bench import baselines
+from bench.increment import read_rows, render_rows
+from bench.probe import ZoneUsage, usage_growth, zone_usage
+from bench.report import write_results
+
+AS_OF = date(2024, 12, 31)
+MONEY = pa.decimal128(14, 2)
+
+
+def _frame(**columns: list) -> pd.DataFrame:
+    return pd.DataFrame(columns).set_index("npi")
+
+
+def test_compare_matches_within_relative_tolerance_and_nulls():
+    a = _frame(npi=["1", "2"], rate=[0.5, float("nan")], encounters=[3, 4])
+    b = _frame(npi=["1", "2"], rate=[0.5 * (1 + 1e-9), float("nan")], encounters=[3, 4])
+    assert baselines.compare(a, b) == []
+
+
+def test_compare_names_differing_column_and_missing_npis():
+    a = _frame(npi=["1", "2"], rate=[0.5, 0.25])
+    b = _frame(npi=["1", "3"], rate=[0.5001, 0.25])
+    problems = baselines.compare(a, b)
+    assert problems[0] == "NPIs only in expected: 1, only in actual: 1"
+    assert problems[1].startswith("rate: 1 NPIs differ, e.g. 1: 0.5 vs 0.5001")
+
+
+def test_compare_absolute_tolerance_for_rounded_values():
+    a = _frame(npi=["1"], rate=[1 / 3])
+    assert baselines.compare(a, _frame(npi=["1"], rate=[0.3333]), abs_tol={"rate": 0.5e-4}) == []
+    assert baselines.compare(a, _frame(npi=["1"], rate=[0.3334]), abs_tol={"rate": 0.5e-4}) != []
+
+
+@pytest.fixture
+def processed_files(tmp_path: Path) -> dict[str, list[str]]:
+    """Two NPIs: A has 2 encounters in the window (one with two procedures) and one before it;
+    B has only claims. Each table is split over two files."""
+    d = pa.array
+    tables = {
+        "encounters": pa.table({
+            "encounter_key": ["e1", "e2", "e0"], "npi": ["A", "A", "A"], "patient_key": ["p1", "p1", "p2"],
+            "admit_date": d([date(2024, 3, 1), date(2024, 12, 31), date(2023, 12, 31)]),
+            "readmitted_30d": [True, None, True], "complication": [False, True, False]}),
+        "procedures": pa.table({
+            "encounter_key": ["e1", "e1", "e0"], "npi": ["A", "A", "A"],
+            "procedure_date": d([date(2024, 3, 1), date(2024, 3, 2), date(2023, 12, 31)]),
+            "charge_amount": d([Decimal("100.00"), Decimal("50.50"), Decimal("7.00")], MONEY)}),
+        "claims": pa.table({
+            "npi": ["A", "B", "B"], "status": ["paid", " Denied ", "paid"],
+            "service_date": d([date(2024, 3, 1)] * 3),
+            "billed_amount": d([Decimal("200.00"), Decimal("10.00"), Decimal("30.00")], MONEY),
+            "paid_amount": d([Decimal("150.00"), Decimal("0.00"), Decimal("20.00")], MONEY)}),
+    }
+    files = {}
+    for name, table in tables.items():
+        files[name] = []
+        for i, part in enumerate((table.slice(0, 1), table.slice(1))):
+            path = tmp_path / f"{name}-{i}.parquet"
+            pq.write_table(part, path)
+            files[name].append(str(path))
+    return files
+
+
+EXPECTED = pd.DataFrame({
+    "npi": ["A", "B"], "encounters": [2, 0], "patients": [1, 0], "procedures": [2, 0],
+    "total_cost": [150.5, float("nan")], "cost_per_case": [75.25, float("nan")],
+    "readmission_rate": [0.5, float("nan")], "complication_rate": [0.5, float("nan")],
+    "claims": [1, 2], "denial_rate": [0.0, 0.5], "paid_billed_ratio": [0.75, 0.5],
+}).set_index("npi")
+
+
+@pytest.mark.parametrize("engine", [baselines.by_pandas, baselines.by_duckdb])
+def test_baseline_engines_give_hand_worked_answer(engine, processed_files):
+    assert baselines.compare(EXPECTED, engine(processed_files, AS_OF)) == []
+
+
+def test_curated_view_maps_columns_and_fills_counts():
+    features = pd.DataFrame({"npi": ["A"], **{c: [None] for c, _ in baselines.CURATED_COLUMNS.values()}})
+    view = baselines.curated_view(features)
+    assert list(view.columns) == list(baselines.CURATED_COLUMNS)
+    assert view.at["A", "encounters"] == 0.0 and pd.isna(view.at["A", "denial_rate"])
+
+
+def test_zone_usage_growth(tmp_path: Path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "landing").mkdir()
+    (tmp_path / "landing" / "x.csv").write_bytes(b"ignored")
+    before = zone_usage(tmp_path)
+    (tmp_path / "raw" / "a.parquet").write_bytes(b"12345")
+    assert before == {"raw": ZoneUsage(0, 0)}
+    assert usage_growth(before, zone_usage(tmp_path)) == {"raw": ZoneUsage(1, 5)}
+
+
+def _stage(name: str, wall: float) -> dict:
+    return {"stage": name, "status": "ok", "rows_in": 1000, "duration_s": wall, "wall_s": wall,
+            "rows_per_s": 1000 / wall, "peak_driver_rss": 2**30, "peak_worker_rss": 2**28,
+            "files_written": 3, "bytes_written": 2**20, "by_zone": {}, "load1": 1.0}
+
+
+def test_write_results_files(tmp_path: Path):
+    results = [
+        {"scale": s, "load_before": 1.0, "load_after": 2.0, "generate_s": 0.5,
+         "stages": [_stage("ingest", 2.0 * s), _stage("process", 3.0 * s)],
+         "incremental": {"batch": {"encounters": {"new": 10, "changed": 5}},
+                         "stages": [_stage("ingest", 0.2), _stage("process", 0.3)]},
+         "baselines": {"as_of": "2024-12-31", "npis": 2, "duckdb_s": 0.1, "pandas_s": 0.2, "spark_s": 1.0,
+                       "aggregates_stage_s": None, "mismatches": []}}
+        for s in (1.0, 4.0)
+    ]
+    results[1]["errors"] = ["incremental: ValueError: boom"]
+    paths = write_results(results, tmp_path / "out", "2026-01-01", "python -m bench.run --scales 1,4")
+    assert [p.name for p in paths] == ["2026-01-01.json", "2026-01-01.md", "2026-01-01-time_vs_scale.png"]
+    assert json.loads(paths[0].read_text())["results"][1]["scale"] == 4.0
+    md = paths[1].read_text()
+    assert "| 4.0 | process | 1,000 | 12.0 | 83 | 1,024 | 256 | 3 | 1.0 | 0.3 | 0.025 |" in md
+    assert "| process | 1.0 → 4.0 | 4.0 | 4.00 |" in md
+    assert "| 1.0 | 2024-12-31 | 2 | 0.10 | 0.20 | 1.00 | – | 10.0 | 5.0 | – | identical (1e-6 rel.) |" in md
+    assert md.endswith("- scale 4.0: incremental: ValueError: boom\n")
+    assert paths[2].read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("fmt, options, data", [
+    ("csv", {"delimiter": "|"}, b'ID|NAME\n1|"a|b"\n2|c\n'),
+    ("json", {}, b'{"id":1,"name":"a"}\n{"id":2,"name":null}\n'),
+])
+def test_landing_rows_round_trip(fmt, options, data):
+    from carelake.config import SourceSystem
+
+    system = SourceSystem("s", "S", fmt, options, "yyyy-MM-dd", "yyyy-MM-dd", "dollars", {})
+    rows = read_rows(data, system)
+    assert read_rows(render_rows(rows, system), system) == rows
+
+
+def _as_processed(tmp_path: Path) -> dict[str, list[str]]:
+    """The hand-built facts of tests/test_curated_data.py as the processed columns the baselines
+    read, one Parquet file per table."""
+    from tests import test_curated_data as data
+
+    def rows(records: list[tuple], schema: str) -> list[dict]:
+        names = [c.split()[0] for c in schema.split(", ")]
+        return [dict(zip(names, r, strict=True)) for r in records]
+
+    enc = rows(data.ENCOUNTERS, data.ENCOUNTER_SCHEMA)
+    proc = rows(data.PROCEDURES, data.PROCEDURE_SCHEMA)
+    clm = rows(data.CLAIMS, data.CLAIM_SCHEMA)
+    tables = {
+        "encounters": pa.table({
+            "encounter_key": [r["encounter_key"] for r in enc], "npi": [r["npi"] for r in enc],
+            "patient_key": [r["patient_token"] for r in enc], "admit_date": [r["admit_date"] for r in enc],
+            "readmitted_30d": [bool(r["readmitted_30d"]) for r in enc],
+            "complication": [bool(r["complication"]) for r in enc]}),
+        "procedures": pa.table({
+            "encounter_key": [r["encounter_key"] for r in proc], "npi": [r["npi"] for r in proc],
+            "procedure_date": [r["procedure_date"] for r in proc],
+            "charge_amount": pa.array([r["charge_amount"] for r in proc], MONEY)}),
+        "claims": pa.table({
+            "npi": [r["npi"] for r in clm], "status": ["denied" if r["is_denied"] else "paid" for r in clm],
+            "service_date": [r["service_date"] for r in clm],
+            "billed_amount": pa.array([r["billed_amount"] for r in clm], MONEY),
+            "paid_amount": pa.array([r["paid_amount"] for r in clm], MONEY)}),
+    }
+    files = {}
+    for name, table in tables.items():
+        pq.write_table(table, tmp_path / f"{name}.parquet")
+        files[name] = [str(tmp_path / f"{name}.parquet")]
+    return files
+
+
+def test_baselines_match_spark_and_curated_provider_features(spark, tmp_path: Path):
+    """pandas, DuckDB and Spark SQL agree with each other and with carelake's own
+    provider_features on the hand-built curated model."""
+    from carelake.curated.features import provider_features
+    from tests import test_curated_data as data
+
+    files = _as_processed(tmp_path)
+    duck = baselines.by_duckdb(files, data.AS_OF)
+    assert baselines.compare(duck, baselines.by_pandas(files, data.AS_OF)) == []
+    frames = {t: spark.read.parquet(*paths) for t, paths in files.items()}
+    assert baselines.compare(duck, baselines.by_spark(spark, frames, data.AS_OF)) == []
+
+    curated = baselines.curated_view(provider_features(**data.inputs(spark), as_of=data.AS_OF).toPandas())
+    shared = curated.index.intersection(duck.index)
+    assert list(shared) == ["1", "2"]  # provider 3 has no events: absent from the baselines
+    assert baselines.compare(duck.loc[shared], curated.loc[shared], abs_tol=baselines.curated_tolerances()) == []
+    assert duck.loc["1", ["encounters", "patients", "procedures", "claims"]].tolist() == [3, 2, 4, 2]
