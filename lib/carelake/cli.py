@@ -55,6 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
         single = commands.add_parser(name, help=f"run the {name} stage")
         _add_conf(single)
 
+    restore = commands.add_parser("restore", help="make an earlier version of a Delta table its latest (time travel)")
+    _add_conf(restore)
+    restore.add_argument("table", help="<zone>/<table>, e.g. processed/providers")
+    restore.add_argument("--version", type=int, required=True, help="the version to bring back (see the table's history)")
+
+    rollback = commands.add_parser("rollback", help="take one ingest batch back out of raw, processed and the logs")
+    _add_conf(rollback)
+    rollback.add_argument("--batch", required=True, help="the batch id (_batch_id in raw and processed = the ingest run id)")
+
     serve = commands.add_parser("serve", help="SQL over JDBC/ODBC: the Spark Thrift server, until Ctrl-C")
     _add_conf(serve)
     serve.add_argument("--port", type=int, default=None, help="default: serve.port (10000)")
@@ -94,6 +103,51 @@ def _run(args: argparse.Namespace, stages: Sequence[str]) -> int:
     return EXIT_OK if summary.status == "ok" else EXIT_FAILED
 
 
+def _restore(args: argparse.Namespace) -> int:
+    from carelake.delta import open_tables
+    from carelake.ops import restore_table
+    from carelake.spark import build_session
+    from carelake.storage import ZONES, table_uri
+
+    zone, _, table = args.table.strip("/").partition("/")
+    if zone not in ZONES or not table or "/" in table:
+        print(f"carelake restore: expected <zone>/<table> with zone one of {', '.join(ZONES)}, found {args.table!r}", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.conf)
+    uri = table_uri(config, zone, table)
+    tables = open_tables(build_session(config), config)
+    if not tables.exists(uri):
+        print(f"carelake restore: no Delta table {zone}/{table} at {uri}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = restore_table(tables, uri, args.version)
+    except ValueError as exc:
+        print(f"carelake {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"restored {zone}/{table} to version {args.version}: now version {result.version} "
+          f"({result.files_added} file(s) added back, {result.files_removed} removed)")
+    return EXIT_OK
+
+
+def _rollback(args: argparse.Namespace) -> int:
+    from carelake.delta import open_tables
+    from carelake.ops import rollback_batch
+    from carelake.spark import build_session
+
+    config = load_config(args.conf)
+    spark = build_session(config)
+    try:
+        report = rollback_batch(spark, config, open_tables(spark, config), args.batch)
+    except ValueError as exc:
+        print(f"carelake {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    for uri, counts in report.items():
+        print(f"{uri}: {counts['rows_deleted']} row(s) deleted, {counts['rows_restored']} restored")
+    print(f"batch {args.batch} rolled back; its landing files will be ingested again by the next run. "
+          "Curated tables still hold it: run the model and aggregates stages.")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit code (0 ok, 1 run failed, 2 usage/config error)."""
     args = build_parser().parse_args(argv)
@@ -128,6 +182,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"carelake: unknown stage(s) {', '.join(unknown)}: expected some of {', '.join(STAGES)}", file=sys.stderr)
                 return EXIT_USAGE
             return _run(args, stages)
+        if args.command == "restore":
+            return _restore(args)
+        if args.command == "rollback":
+            return _rollback(args)
         if args.command == "serve":
             from carelake.serve.thrift import serve
 

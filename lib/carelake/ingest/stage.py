@@ -89,12 +89,20 @@ def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged
         uri = table_uri(config, "raw", entity)
         if not tables.exists(uri):
             continue
-        for commit in tables.history(uri):
-            files = json.loads(commit["metadata"].get(FILES_METADATA_KEY) or "[]")
-            for entry in files:
-                if (entry["file_name"], entry["sha256"]) not in logged:
-                    repaired.append({**entry, "logged_at": datetime.now(timezone.utc)})
-                    logged.add((entry["file_name"], entry["sha256"]))
+        unlogged = [
+            entry
+            for commit in tables.history(uri)
+            for entry in json.loads(commit["metadata"].get(FILES_METADATA_KEY) or "[]")
+            if (entry["file_name"], entry["sha256"]) not in logged
+        ]
+        if not unlogged:
+            continue
+        # A batch whose rows were deleted (rolled back) is not to be repaired: its files are new again.
+        present = {r["_batch_id"] for r in tables.read(uri).select("_batch_id").distinct().collect()}
+        for entry in unlogged:
+            if entry["batch_id"] in present and (entry["file_name"], entry["sha256"]) not in logged:
+                repaired.append({**entry, "logged_at": datetime.now(timezone.utc)})
+                logged.add((entry["file_name"], entry["sha256"]))
     return repaired
 
 
