@@ -23,6 +23,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 
 from carelake.config import Config, SourceEntity, SourceSystem
 from carelake.delta import DeltaTables
+from carelake.ingest.drift import schema_change, schema_policy
 from carelake.ingest.read import read_source_files, with_raw_metadata
 from carelake.ingest.sniff import sniff_file
 from carelake.run import StageSummary
@@ -131,6 +132,7 @@ def run_ingest(spark: SparkSession, config: Config, tables: DeltaTables, run_id:
         sniffed = sniff_file(read_head(info.uri, config), info.size, system, entity)
         new_files.append(LandedFile(info, digest, system, entity, sniffed.columns, sniffed.reason))
     log.info("ingest: %d new file(s), %d already ingested", len(new_files), skipped)
+    new_files, held = _hold_schema_changes(new_files, schema_policy(config), summary)
 
     by_entity: dict[str, list[LandedFile]] = defaultdict(list)
     for landed in new_files:
@@ -170,14 +172,51 @@ def run_ingest(spark: SparkSession, config: Config, tables: DeltaTables, run_id:
                               commit_metadata={"carelake.run_id": run_id})
         summary.tables[log_uri] = result.version
     rejected = sum(1 for f in new_files if f.reason)
-    summary.notes.insert(0, f"{len(new_files) - rejected} file(s) ingested, {rejected} rejected, {skipped} already ingested")
+    summary.notes.insert(
+        0, f"{len(new_files) - rejected} file(s) ingested, {rejected} rejected, {held} held, {skipped} already ingested"
+    )
     max_rate = float(config.section("ingest").get("max_rejected_file_rate", 1.0))
-    if not new_files:
+    if not new_files and not held:
         return summary.finish("nothing-to-do")
-    if rejected / len(new_files) > max_rate:
-        summary.notes.append(f"rejected file share {rejected / len(new_files):.0%} exceeds ingest.max_rejected_file_rate {max_rate:.0%}")
+    # Held files count as rejected here: a run that could ingest too little of what came fails.
+    share = (rejected + held) / (len(new_files) + held)
+    if share > max_rate or (held and rejected == len(new_files)):
+        summary.notes.append(f"rejected or held file share {share:.0%} exceeds ingest.max_rejected_file_rate {max_rate:.0%}"
+                             if share > max_rate else "nothing could be ingested: every new file was rejected or held")
         return summary.finish("failed")
     return summary.finish()
+
+
+def _hold_schema_changes(files: list[LandedFile], policy: dict[str, str], summary: StageSummary) -> tuple[list[LandedFile], int]:
+    """Take out every file of a source entity with a breaking schema change in any of its new files.
+
+    Returns the files that go on and how many were held; the notes say which and why.
+    Held files are not logged, so the next run looks at them again.
+    """
+    problems: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for landed in files:
+        if landed.reason:
+            continue
+        change = schema_change(landed.columns, landed.system, landed.entity)
+        problem = change.breaking(policy)
+        if problem:
+            problems[(landed.system.name, landed.entity.entity)].append(f"{landed.info.relative_path}: {problem}")
+        elif change.added:
+            summary.notes.append(f"{landed.info.relative_path}: new column(s) {', '.join(change.added)} kept in raw, not mapped")
+    kept, held = [], 0
+    for landed in files:
+        if (landed.system.name, landed.entity.entity) in problems and not landed.reason:
+            held += 1
+        else:
+            kept.append(landed)
+    for (system, entity), found in sorted(problems.items()):
+        count = sum(1 for f in files if (f.system.name, f.entity.entity) == (system, entity) and not f.reason)
+        summary.notes.append(
+            f"held {system}/{entity} ({count} new file(s), none ingested): breaking schema change - {'; '.join(found)}. "
+            f"Fix the files or sources.{system}.entities.{entity}.columns; held files are ingested by the next run after."
+        )
+        log.warning("ingest: held %s/%s: %s", system, entity, "; ".join(found))
+    return kept, held
 
 
 def _entry(landed: LandedFile, status: str, reason: str | None, rows: int | None, batch_id: str, now: datetime) -> dict:
