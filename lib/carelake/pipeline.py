@@ -25,9 +25,11 @@ STAGES: dict[str, str] = {
     "process": "carelake.process:run_process",
     "model": "carelake.model:run_model",
     "aggregates": "carelake.curated.stage:run_aggregates",
+    "train": "carelake.ml.stage:run_train",
+    "score": "carelake.ml.stage:run_score",
     "maintain": "carelake.model:run_maintain",
 }
-DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "model", "aggregates")
+DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "model", "aggregates", "train", "score")
 
 
 def stage_function(name: str) -> Callable[..., StageSummary]:
