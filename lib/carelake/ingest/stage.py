@@ -98,11 +98,16 @@ def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged
         ]
         if not unlogged:
             continue
+        raw = tables.read(uri)
         # A batch whose rows were deleted (rolled back) is not to be repaired: its files are new again.
-        present = {r["_batch_id"] for r in tables.read(uri).select("_batch_id").distinct().collect()}
+        present = {r["_batch_id"] for r in raw.select("_batch_id").distinct().collect()}
+        rows: dict[str, dict[str, int]] = {}
         for entry in unlogged:
-            if entry["batch_id"] in present and (entry["file_name"], entry["sha256"]) not in logged:
-                repaired.append({**entry, "logged_at": datetime.now(timezone.utc)})
+            batch = entry["batch_id"]
+            if batch in present and (entry["file_name"], entry["sha256"]) not in logged:
+                if batch not in rows:
+                    rows[batch] = _rows_per_file(raw, batch)
+                repaired.append({**entry, "rows": rows[batch].get(entry["file_uri"], 0), "logged_at": datetime.now(timezone.utc)})
                 logged.add((entry["file_name"], entry["sha256"]))
     return repaired
 
