@@ -20,6 +20,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from pyspark.sql.types import StructType
 
 from carelake.delta.errors import DeltaConflictError, SchemaMismatchError, TableNotFoundError
+from carelake.delta.faults import hold_point
 from carelake.delta.files import DataFile
 from carelake.delta.types import (
     delta_schema_from_spark,
@@ -107,6 +108,7 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
     ]
     rows = sum(f.num_records for f in files)
     schema = nullable(request.schema)
+    hold_point("before-commit", request.uri)
     try:
         if not table_exists(request.uri, request.storage_options):
             metadata = _metadata(request, len(adds), 0, rows)
@@ -119,6 +121,7 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
                 storage_options=request.storage_options or None,
                 commit_properties=CommitProperties(custom_metadata=metadata),
             )
+            hold_point("after-commit", request.uri)
             return
         table = open_table(request.uri, request.storage_options, request.read_version)
         partition_by = _check_partitioning(request, table)
@@ -146,6 +149,7 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
         )
     except CommitFailedError as exc:
         raise DeltaConflictError(request.uri, str(exc).splitlines()[0]) from exc
+    hold_point("after-commit", request.uri)
 
 
 def _metadata(request: WriteRequest, added: int, removed: int, rows: int) -> dict[str, Any]:
