@@ -119,17 +119,18 @@ def test_write_results_files(tmp_path: Path):
                          "stages": [_stage("ingest", 0.2), _stage("process", 0.3)]},
          "baselines": {"as_of": "2024-12-31", "npis": 2, "duckdb_s": 0.1, "pandas_s": 0.2, "spark_s": 1.0,
                        "aggregates_stage_s": None, "mismatches": []}}
-        for s in (1.0, 4.0)
+        for s in (1.0, 4.0, 16.0)
     ]
-    results[1]["errors"] = ["incremental: ValueError: boom"]
-    paths = write_results(results, tmp_path / "out", "2026-01-01", "python -m bench.run --scales 1,4")
+    results[2]["errors"] = ["incremental: ValueError: boom"]
+    paths = write_results(results, tmp_path / "out", "2026-01-01", "python -m bench.run --scales 1,4,16")
     assert [p.name for p in paths] == ["2026-01-01.json", "2026-01-01.md", "2026-01-01-time_vs_scale.png"]
     assert json.loads(paths[0].read_text())["results"][1]["scale"] == 4.0
     md = paths[1].read_text()
     assert "| 4.0 | process | 1,000 | 12.0 | 83 | 1,024 | 256 | 3 | 1.0 | 0.3 | 0.025 |" in md
     assert "| process | 1.0 → 4.0 | 4.0 | 4.00 |" in md
-    assert "| 1.0 | 2024-12-31 | 2 | 0.10 | 0.20 | 1.00 | – | 10.0 | 5.0 | – | identical (1e-6 rel.) |" in md
-    assert md.endswith("- scale 4.0: incremental: ValueError: boom\n")
+    assert "| process | 1.0 → 16.0 | 16.0 | 16.00 |" in md
+    assert "| 1.0 | 2024-12-31 | 2 | 0.10 | 0.20 | 1.00 | – | 10.0 | 5.0 | – | all agree |" in md
+    assert md.endswith("- scale 16.0: incremental: ValueError: boom\n")
     assert paths[2].read_bytes()[:4] == b"\x89PNG"
 
 
