@@ -47,14 +47,14 @@ def markdown(results: Sequence[Mapping[str, Any]], command: str) -> str:
     lines = [
         "# carelake benchmark", "",
         f"Command: `{command}`", "",
-        "| scale | stage | rows in | wall s | rows/s | peak driver RSS MB | peak worker RSS MB "
+        "| scale | stage | rows in | wall s | rows/s | Spark jobs | peak driver RSS MB | peak worker RSS MB "
         "| files written | MB written | incr. wall s | incr./full |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in stage_rows(results):
         lines.append(
             f"| {r['scale']} | {r['stage']} | {_fmt(r['rows_in'])} | {_fmt(r['wall_s'])} | "
-            f"{_fmt(r['rows_per_s'], 0)} | {_fmt(r['peak_driver_rss'] / MB, 0)} | "
+            f"{_fmt(r['rows_per_s'], 0)} | {_fmt(r.get('spark_jobs'))} | {_fmt(r['peak_driver_rss'] / MB, 0)} | "
             f"{_fmt(r['peak_worker_rss'] / MB, 0)} | {_fmt(r['files_written'])} | "
             f"{_fmt(r['bytes_written'] / MB)} | {_fmt(r['incremental_wall_s'])} | "
             f"{_fmt(r['incremental_ratio'], 3)} |")

@@ -53,12 +53,17 @@ def run_stages(spark: Any, config: Any, stages: list[str], lake: Path, sampler: 
     from carelake.pipeline import run_pipeline
 
     out = []
+    context = spark.sparkContext
     for name in stages:
         sampler.reset()
         before = zone_usage(lake)
+        group = f"bench-{name}-{time.monotonic_ns()}"
+        context.setJobGroup(group, f"bench stage {name}")  # to count the Spark jobs the stage ran
         started = time.perf_counter()
         summary = run_pipeline(spark, config, [name])
         wall = time.perf_counter() - started
+        spark_jobs = len(context.statusTracker().getJobIdsForGroup(group))
+        context.setLocalProperty("spark.jobGroup.id", None)
         sampler.sample()
         stage = summary.stages[0]
         growth = usage_growth(before, zone_usage(lake))
@@ -67,13 +72,14 @@ def run_stages(spark: Any, config: Any, stages: list[str], lake: Path, sampler: 
             "stage": name, "status": stage.status, "rows_in": rows_in,
             "duration_s": stage.duration_s, "wall_s": round(wall, 3),
             "rows_per_s": round(rows_in / wall, 1) if wall > 0 else None,
+            "spark_jobs": spark_jobs,
             "peak_driver_rss": sampler.peak_driver, "peak_worker_rss": sampler.peak_workers,
             "files_written": sum(g.files for g in growth.values()),
             "bytes_written": sum(g.bytes for g in growth.values()),
             "by_zone": {z: {"files": g.files, "bytes": g.bytes} for z, g in growth.items()},
             "load1": load1(),
         })
-        print(f"  {name}: {stage.status} {wall:.1f}s rows_in={rows_in} load={load1()}", flush=True)
+        print(f"  {name}: {stage.status} {wall:.1f}s rows_in={rows_in} spark_jobs={spark_jobs} load={load1()}", flush=True)
     return out
 
 
@@ -151,7 +157,8 @@ def run_scale(scale: float, seed: int, conf: Path, workdir: Path | None, increme
     result["generate_s"] = round(time.perf_counter() - started, 3)
     landed = [p.stat().st_size for p in landing.rglob("*") if p.is_file()]
     result["landing_files"], result["landing_bytes"] = len(landed), sum(landed)
-    spark = build_session(config, extra_conf={"spark.ui.enabled": "false"})
+    # Keep every job's record: the per-stage job counts read them back.
+    spark = build_session(config, extra_conf={"spark.ui.enabled": "false", "spark.ui.retainedJobs": "100000"})
     stages = stage_order()
     with MemorySampler() as sampler:
         print(f"scale {scale}: full run {stages}", flush=True)

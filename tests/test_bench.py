@@ -107,7 +107,7 @@ def test_zone_usage_growth(tmp_path: Path):
 
 def _stage(name: str, wall: float) -> dict:
     return {"stage": name, "status": "ok", "rows_in": 1000, "duration_s": wall, "wall_s": wall,
-            "rows_per_s": 1000 / wall, "peak_driver_rss": 2**30, "peak_worker_rss": 2**28,
+            "rows_per_s": 1000 / wall, "spark_jobs": 7, "peak_driver_rss": 2**30, "peak_worker_rss": 2**28,
             "files_written": 3, "bytes_written": 2**20, "by_zone": {}, "load1": 1.0}
 
 
@@ -126,7 +126,7 @@ def test_write_results_files(tmp_path: Path):
     assert [p.name for p in paths] == ["2026-01-01.json", "2026-01-01.md", "2026-01-01-time_vs_scale.png"]
     assert json.loads(paths[0].read_text())["results"][1]["scale"] == 4.0
     md = paths[1].read_text()
-    assert "| 4.0 | process | 1,000 | 12.0 | 83 | 1,024 | 256 | 3 | 1.0 | 0.3 | 0.025 |" in md
+    assert "| 4.0 | process | 1,000 | 12.0 | 83 | 7 | 1,024 | 256 | 3 | 1.0 | 0.3 | 0.025 |" in md
     assert "| process | 1.0 → 4.0 | 4.0 | 4.00 |" in md
     assert "| process | 1.0 → 16.0 | 16.0 | 16.00 |" in md
     assert "| 1.0 | 2024-12-31 | 2 | 0.10 | 0.20 | 1.00 | – | 10.0 | 5.0 | – | all agree |" in md
