@@ -8,7 +8,7 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster run-s3
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3
 PORT ?= 10000
 
 help:
@@ -47,6 +47,7 @@ run-s3: generate
 	@mkdir -p $(S3_DIR)
 	@test -s $(S3_DIR)/token.key || $(PY) -c "import secrets; print(secrets.token_hex(32))" > $(S3_DIR)/token.key
 	CARELAKE_TOKEN_KEY=$${CARELAKE_TOKEN_KEY:-$$(cat $(S3_DIR)/token.key)} \
+	MLFLOW_TRACKING_URI=$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/$(S3_DIR)/mlflow.db} \
 	$(PY) -m carelake.storage.s3server --dir $(S3_DIR) -- sh -c '\
 	  $(VENV)/bin/carelake land --conf conf/s3.yaml --from lakehouse/landing && \
 	  $(VENV)/bin/carelake run --conf conf/s3.yaml; status=$$?; \
@@ -61,7 +62,7 @@ serve: setup
 register: setup
 	$(VENV)/bin/carelake register --conf $(CONF)
 
-cluster: setup
+cluster cluster-up: setup
 	$(VENV)/bin/carelake cluster --workers 1 --cores 2 --memory 2g
 
 # 16x span; the largest scale fits a 2-core machine in well under an hour (docs/benchmark.md)

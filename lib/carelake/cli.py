@@ -100,6 +100,11 @@ def _run(args: argparse.Namespace, stages: Sequence[str]) -> int:
     spark = build_session(config)
     summary = run_pipeline(spark, config, stages)
     print(format_summary(summary))
+    if "aggregates" in stages and summary.status == "ok":
+        from carelake.curated import top_providers_report
+        from carelake.delta import open_tables
+
+        print(top_providers_report(spark, config, open_tables(spark, config)))
     return EXIT_OK if summary.status == "ok" else EXIT_FAILED
 
 

@@ -79,6 +79,10 @@ def use_mlflow(config: Config) -> str:
     """Point MLflow at the configured store and experiment (created when absent); returns the
     experiment id."""
     uri = tracking_uri(config)
+    endpoint = config.section("storage").get("endpoint_url")
+    if endpoint and is_remote(artifact_location(config)):
+        # MLflow's S3 artifact store takes a custom endpoint (SeaweedFS, MinIO) from here only.
+        os.environ.setdefault("MLFLOW_S3_ENDPOINT_URL", str(endpoint))
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
