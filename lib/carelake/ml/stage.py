@@ -95,7 +95,9 @@ def run_train(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
         return summary.finish("nothing-to-do")
     uris = {name: table_uri(config, zone, name) for name, zone in INPUTS.items()}
     versions = {name: tables.version(uri) for name, uri in uris.items()}
-    data = {name: tables.read(uri, version=versions[name]) for name, uri in uris.items()}
+    # Read each input once: the training set computes the features for every training date, and
+    # without this each date re-reads every Delta table through the data source.
+    data = {name: tables.read(uri, version=versions[name]).localCheckpoint(eager=True) for name, uri in uris.items()}
     window = _setting(config, "label_window_days")
     configured_end = config.section("ml").get("as_of")
     end = date.fromisoformat(str(configured_end)) if configured_end else _latest_admit_date(data["fact_encounter"], date.today())
