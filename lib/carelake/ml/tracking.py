@@ -79,6 +79,8 @@ def use_mlflow(config: Config) -> str:
     """Point MLflow at the configured store and experiment (created when absent); returns the
     experiment id."""
     uri = tracking_uri(config)
+    # A progress bar per model load would bury the run summary of batch jobs.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     endpoint = config.section("storage").get("endpoint_url")
     if endpoint and is_remote(artifact_location(config)):
         # MLflow's S3 artifact store takes a custom endpoint (SeaweedFS, MinIO) from here only.
