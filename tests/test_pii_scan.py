@@ -95,7 +95,7 @@ def leak_pattern(values: set[str]) -> re.Pattern[str]:
 
 @pytest.fixture(scope="module")
 def pipeline(spark: SparkSession, base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Generate (with defects) -> ingest -> process -> model once, with INFO logs captured."""
+    """Generate (with defects), then the whole default pipeline once, with INFO logs captured."""
     root = tmp_path_factory.mktemp("pii_scan")
     # Defect shares are noisy on tiny files; this test is about leaks, not thresholds.
     config = base_config.with_overrides(
