@@ -115,17 +115,23 @@ def test_thrift_server_serves_zone_tables_and_survives_errors(server, lakehouse:
     with pytest.raises(hive.OperationalError, match="TABLE_OR_VIEW_NOT_FOUND"):
         _query(port, "SELECT * FROM curated.no_such_table")
     assert _query(port, "SELECT npi FROM processed.encounters WHERE encounter_id = 'e2'") == [("1245319599",)]
+    # conf's access.roles: a database of views per role, reachable over JDBC like the zones.
+    assert _query(port, "SELECT count(*) FROM analyst.curated__provider_features") == [(3,)]
+    assert "processed__encounters" not in {row[1] for row in _query(port, "SHOW TABLES IN analyst")}
+    assert "processed__encounters" in {row[1] for row in _query(port, "SHOW TABLES IN engineer")}
 
     # The running server picks up new tables and forgets dropped ones on its refresh timer.
     write_deltalake(str(lakehouse / "raw" / "providers"), pa.table({"npi": ["1", "2", "3", "4"]}))
     shutil.rmtree(lakehouse / "processed" / "encounters")
-    deadline = time.monotonic() + 60
+    # A refresh that finds changes also rebuilds the role views: allow for a loaded machine.
+    deadline = time.monotonic() + 150
     while True:
         raw = {row[1] for row in _query(port, "SHOW TABLES IN raw")}
         processed = {row[1] for row in _query(port, "SHOW TABLES IN processed")}
-        if "providers" in raw and "encounters" not in processed:
+        engineer = {row[1] for row in _query(port, "SHOW TABLES IN engineer")}
+        if "providers" in raw and "encounters" not in processed and "processed__encounters" not in engineer:
             break
-        assert time.monotonic() < deadline, f"catalog not refreshed: raw={raw} processed={processed}"
+        assert time.monotonic() < deadline, f"catalog not refreshed: raw={raw} processed={processed} engineer={engineer}"
         time.sleep(1)
     assert _query(port, "SELECT count(*) FROM raw.providers") == [(4,)]
 

@@ -161,6 +161,7 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote(database)}")
     existing = {zone: _registered_views(spark, zone) for zone in SERVED_ZONES}
     served = []
+    changed = False
     for table in discover_tables(config):
         schema_json = tables.read(table.uri).schema.json()
         # A digest, not the schema: metastore property values are length-limited.
@@ -169,6 +170,7 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
         served.append(f"{table.zone}.{table.name}")
         if props and props.get(URI_PROPERTY) == table.uri and props.get(SCHEMA_PROPERTY) == schema_digest:
             continue
+        changed = True
         ddl = _schema_ddl(spark, schema_json)
         spark.sql(f"DROP VIEW IF EXISTS {table.qualified_name}")
         spark.sql(f"DROP TABLE IF EXISTS {table.stub_name}")
@@ -186,15 +188,23 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
         )
         log.info("serving %s from %s", table.qualified_name, table.uri)
     for zone, gone in existing.items():
+        changed |= bool(gone)
         for name in gone:
             dropped = ServedTable(zone, name, "")
             spark.sql(f"DROP VIEW IF EXISTS {dropped.qualified_name}")
             spark.sql(f"DROP TABLE IF EXISTS {dropped.stub_name}")
             log.info("dropped %s: its Delta table is gone", dropped.qualified_name)
     if config.section("access").get("roles"):
-        from carelake.serve.access import create_role_views  # access builds on this module
+        from carelake.serve.access import (  # access builds on this module
+            create_role_views,
+            role_policies,
+        )
 
-        create_role_views(spark, config)
+        # Role views only change with the tables under them (or the roles): a periodic refresh
+        # with nothing new leaves them alone.
+        databases = {row[0] for row in spark.sql("SHOW DATABASES").collect()}
+        if changed or any(p.database not in databases for p in role_policies(config)):
+            create_role_views(spark, config)
     return sorted(served)
 
 
