@@ -76,6 +76,33 @@ def test_rollback_removes_a_batch_everywhere_and_it_can_be_ingested_again(spark,
     assert tables.read(table_uri(quiet, "processed", QUARANTINE_TABLE)).count() == 1
 
 
+PATIENTS_HEADER = "patient_id,first_name,last_name,ssn,phone,email,address,birth_date,sex,zip,mrn,last_updated\n"
+
+
+def test_rollback_covers_the_restricted_identifiers_table(spark, quiet: Config) -> None:
+    tables = open_tables(spark, quiet)
+    identifiers = table_uri(quiet, "processed", "patients_pii")
+    path = Path(quiet.landing) / "hospital_a" / "patients"
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "first.csv").write_text(PATIENTS_HEADER + "P1,Al,One,111-22-3333,555,a@x.org,1 Main,1980-01-31,M,60601,M1,2024-01-01 00:00:00\n")
+    run_pipeline(spark, quiet, ("ingest", "process"), run_id="p1")
+    after_first = rows(tables, identifiers)
+    # P1 renamed, P2 new: both land in the identifiers table under batch p2.
+    (path / "second.csv").write_text(
+        PATIENTS_HEADER
+        + "P1,Alan,One,111-22-3333,555,a@x.org,1 Main,1980-01-31,M,60601,M1,2024-02-01 00:00:00\n"
+        + "P2,Bea,Two,111-22-4444,556,b@x.org,2 Main,1990-05-05,F,60602,M2,2024-02-01 00:00:00\n"
+    )
+    run_pipeline(spark, quiet, ("ingest", "process"), run_id="p2")
+    assert {r["first_name"] for r in tables.read(identifiers).collect()} == {"Alan", "Bea"}
+
+    report = rollback_batch(spark, quiet, tables, "p2")
+
+    assert report[identifiers] == {"rows_deleted": 2, "rows_restored": 1}
+    assert rows(tables, identifiers) == after_first
+    assert tables.read(table_uri(quiet, "processed", "patients")).count() == 1
+
+
 def test_rollback_of_an_unknown_batch_says_so(spark, quiet: Config) -> None:
     land(quiet, "first.csv", FIRST)
     run_pipeline(spark, quiet, ("ingest",), run_id="b1")

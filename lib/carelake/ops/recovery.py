@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 from carelake.config import Config
 from carelake.delta import CommitResult, DeltaTables
 from carelake.ingest.stage import INGEST_LOG_TABLE
+from carelake.privacy.restricted import restricted_table
 from carelake.process.stage import BATCHES_TABLE, QUARANTINE_TABLE
 from carelake.sources.canonical import BUSINESS_KEYS, ENTITIES
 from carelake.storage import table_uri
@@ -89,11 +90,13 @@ def rollback_batch(spark: SparkSession, config: Config, tables: DeltaTables, bat
     quoted = _quoted(batch_id)
     report: dict[str, dict] = {}
     for entity in ENTITIES:
-        uri = table_uri(config, "processed", entity)
-        if tables.exists(uri):
-            counts = _rollback_processed(tables, uri, entity, batch_id, metadata)
-            if counts["rows_deleted"]:
-                report[uri] = counts
+        # An entity's restricted identifiers table (if any) holds the same batches under the same keys.
+        for table in filter(None, (entity, restricted_table(entity))):
+            uri = table_uri(config, "processed", table)
+            if tables.exists(uri):
+                counts = _rollback_processed(tables, uri, entity, batch_id, metadata)
+                if counts["rows_deleted"]:
+                    report[uri] = counts
     deletes = [(table_uri(config, "raw", e), f"_batch_id = {quoted}") for e in ENTITIES]
     deletes += [
         (table_uri(config, "processed", QUARANTINE_TABLE), f"batch_id = {quoted}"),

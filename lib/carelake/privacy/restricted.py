@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pyspark.sql import DataFrame
 
-from carelake.sources import BUSINESS_KEYS
+from carelake.sources import BUSINESS_KEYS, LINEAGE_COLUMNS
 
 PII_SUFFIX = "_pii"
 # Direct identifiers (HIPAA Safe Harbor) that stay in the restricted table only. Quasi-identifiers
@@ -20,8 +20,9 @@ PII_SUFFIX = "_pii"
 DIRECT_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "patients": ("first_name", "last_name", "ssn", "phone", "email", "street_address", "mrn"),
 }
-# Kept in both tables: the key to join on, the hospital (row filters) and the version time.
-SHARED_COLUMNS = ("source_system", "updated_at")
+# Kept in both tables: the key to join on, the hospital (row filters), the version time, and the
+# lineage columns (a batch rollback finds its rows by _batch_id in both).
+SHARED_COLUMNS = ("source_system", "updated_at", *LINEAGE_COLUMNS)
 
 
 def restricted_table(entity: str) -> str | None:
