@@ -43,6 +43,8 @@ def test_good_claims_pass_and_update_data_docs(spark, runner, docs):
     outcome = runner.validate(good, "claims")
     assert outcome.success, outcome.failed
     assert outcome.failed == [] and outcome.result["statistics"]["unsuccessful_expectations"] == 0
+    # a passing batch is validated once, pass/fail only: no sample of unexpected values collected
+    assert all(r["result"] == {} for r in outcome.result["results"])
     assert (docs / "index.html").exists()
     assert list((docs / "validations").rglob("*.html"))
 
@@ -60,3 +62,6 @@ def test_broken_claims_fail_with_the_broken_expectations(spark, runner):
         "expect_column_values_to_match_regex:npi",
         "expect_column_pair_values_a_to_be_greater_than_b:billed_amount",
     ])
+    # a failing batch is validated again in detail: the saved result says what was unexpected
+    unique = next(r for r in outcome.result["results"] if r["expectation_config"]["type"] == "expect_column_values_to_be_unique")
+    assert unique["result"]["unexpected_count"] == 2 and unique["result"]["partial_unexpected_list"] == ["C1", "C1"]

@@ -4,6 +4,12 @@ One ephemeral GX context per stage run (nothing of GX's own is persisted besides
 stage writes): a Spark data source with one dataframe asset per entity, the DataFrame passed
 as the batch parameter, and, when a folder is given, a data-docs site that each validation
 updates. Usage statistics are off.
+
+Each batch is validated first with result format ``BOOLEAN_ONLY``: GX then computes only the
+counts each expectation needs, bundled into a few Spark aggregations. Only a batch that fails
+is validated again with ``SUMMARY``, which adds per expectation the jobs that collect sample
+unexpected values, so the saved result says what was wrong. Rows that break a row rule were
+quarantined before, so a failing suite is the exception and most runs pay for one pass only.
 """
 
 from __future__ import annotations
@@ -71,23 +77,31 @@ class SuiteRunner:
         self._context = gx.get_context(mode="ephemeral", project_config=config)
         self._source = self._context.data_sources.add_spark(name="processed")
         self._docs = bool(docs_dir)
-        self._checkpoints: dict[str, gx.Checkpoint] = {}
+        self._checkpoints: dict[str, tuple[gx.Checkpoint, gx.Checkpoint]] = {}
 
-    def _checkpoint(self, entity: str) -> gx.Checkpoint:
+    def _checkpoints_for(self, entity: str) -> tuple[gx.Checkpoint, gx.Checkpoint]:
+        """(pass/fail checkpoint, detailed checkpoint) over one validation definition."""
         batch = self._source.add_dataframe_asset(name=entity).add_batch_definition_whole_dataframe(entity)
         suite = self._context.suites.add(expectation_suite(entity))
         definition = self._context.validation_definitions.add(gx.ValidationDefinition(name=entity, data=batch, suite=suite))
         actions = [UpdateDataDocsAction(name="data_docs", site_names=[DOCS_SITE])] if self._docs else []
-        return self._context.checkpoints.add(
-            gx.Checkpoint(name=entity, validation_definitions=[definition], actions=actions, result_format="SUMMARY")
+        quick, detail = (
+            self._context.checkpoints.add(
+                gx.Checkpoint(name=name, validation_definitions=[definition], actions=actions, result_format=result_format)
+            )
+            for name, result_format in ((entity, "BOOLEAN_ONLY"), (f"{entity}.detail", "SUMMARY"))
         )
+        return quick, detail
 
     def validate(self, df: DataFrame, entity: str) -> SuiteOutcome:
         """Validate ``df`` (a processed batch of ``entity``, canonical columns) against its suite."""
         started = time.monotonic()
         if entity not in self._checkpoints:
-            self._checkpoints[entity] = self._checkpoint(entity)
-        run = self._checkpoints[entity].run(batch_parameters={"dataframe": df})
+            self._checkpoints[entity] = self._checkpoints_for(entity)
+        quick, detail = self._checkpoints[entity]
+        run = quick.run(batch_parameters={"dataframe": df})
+        if not run.success:
+            run = detail.run(batch_parameters={"dataframe": df})
         result = next(iter(run.run_results.values())).to_json_dict()
         return SuiteOutcome(
             entity=entity,
