@@ -66,7 +66,7 @@ cluster cluster-up: setup
 	$(VENV)/bin/carelake cluster --workers 1 --cores 2 --memory 2g
 
 # 16x span; the largest scale fits a 2-core machine in well under an hour (docs/benchmark.md)
-BENCH_SCALES ?= 0.05,0.2,0.8
+BENCH_SCALES ?= 0.0625,0.25,1
 bench: setup
 	$(PY) -m bench.run --scales $(BENCH_SCALES)
 

@@ -1,7 +1,7 @@
 """Benchmark carelake as data grows: full runs at several scales, a ~1% incremental run, and the
 provider aggregates beside DuckDB and pandas on the same input.
 
-    python -m bench.run --scales 0.05,0.2,0.8 --out bench/results      (or: make bench)
+    python -m bench.run --scales 0.0625,0.25,1 --out bench/results      (or: make bench)
 
 Each scale runs in its own Python process (one Spark session, fresh temp lakehouse), so memory
 peaks and JVM warm-up do not leak from one scale into the next. See docs/benchmark.md.
@@ -185,7 +185,7 @@ def run_scale(scale: float, seed: int, conf: Path, workdir: Path | None, increme
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scales", default="0.05,0.2,0.8", help="comma-separated generator scales (1 ≈ 100k encounters)")
+    parser.add_argument("--scales", default="0.0625,0.25,1", help="comma-separated generator scales (1 ≈ 100k encounters)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="results folder")
     parser.add_argument("--conf", type=Path, default=REPO / "conf" / "local.yaml")
     parser.add_argument("--seed", type=int, default=42)
