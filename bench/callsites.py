@@ -25,6 +25,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.increment import write_increment  # noqa: E402
+from bench.run import stage_order  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scale", type=float, default=0.0625)
-    parser.add_argument("--stage", default="process", choices=[s for s in STAGES])
+    parser.add_argument("--stage", default="process", choices=list(STAGES))
     parser.add_argument("--incremental", action="store_true", help="profile the stage on a ~1%% batch after a full run")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--top", type=int, default=25)
@@ -75,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     generate(landing, config, scale=args.scale, seed=args.seed, defect_rate=0.01)
     spark = build_session(config, extra_conf={"spark.ui.enabled": "true", "spark.ui.port": str(args.ui_port),
                                               "spark.ui.retainedJobs": "100000"})
-    order = [s for s in STAGES if s != "maintain"]
-    before = order[: order.index(args.stage)] if args.stage in order else order
+    order = stage_order()
+    before = order[: order.index(args.stage)]
     if args.incremental:
         run_pipeline(spark, config, order)
         write_increment(landing, config, scale=args.scale, seed=args.seed)

@@ -122,6 +122,16 @@ def view_sql(policy: RolePolicy, source: str, columns: list[str]) -> str | None:
     return f"SELECT {select} FROM {source}{where}" if kept else None
 
 
+def _databases(spark: SparkSession) -> set[str]:
+    return {row[0] for row in spark.sql("SHOW DATABASES").collect()}
+
+
+def role_database_missing(spark: SparkSession, config: Config) -> bool:
+    """True when a role ``access.roles`` asks for has no database yet."""
+    present = _databases(spark)
+    return any(policy.database not in present for policy in role_policies(config))
+
+
 def create_role_views(spark: SparkSession, config: Config) -> dict[str, list[str]]:
     """(Re)create the views of every role database from the tables now in the zone databases.
 
@@ -129,7 +139,7 @@ def create_role_views(spark: SparkSession, config: Config) -> dict[str, list[str
     databases are left alone. Returns ``{role database: [view names]}``.
     """
     created: dict[str, list[str]] = {}
-    zones_present = {row[0] for row in spark.sql("SHOW DATABASES").collect()}
+    zones_present = _databases(spark)
     for policy in role_policies(config):
         spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote(policy.database)}")
         stale = _own_views(spark, policy.database)

@@ -197,13 +197,12 @@ def register_tables(spark: SparkSession, config: Config) -> list[str]:
     if config.section("access").get("roles"):
         from carelake.serve.access import (  # access builds on this module
             create_role_views,
-            role_policies,
+            role_database_missing,
         )
 
         # Role views only change with the tables under them (or the roles): a periodic refresh
         # with nothing new leaves them alone.
-        databases = {row[0] for row in spark.sql("SHOW DATABASES").collect()}
-        if changed or any(p.database not in databases for p in role_policies(config)):
+        if changed or role_database_missing(spark, config):
             create_role_views(spark, config)
     return sorted(served)
 
