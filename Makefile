@@ -22,14 +22,22 @@ help:
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove ./lakehouse (the local tables and sample data)"
 
-$(VENV)/.installed: pyproject.toml
+# Python packages at the exact versions of requirements.lock.
+$(VENV)/.installed: pyproject.toml requirements.lock
 	@command -v java >/dev/null 2>&1 || { echo "Java 17+ is required by Spark: install OpenJDK 17 (see README)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[test]"
+	@# pip pyspark's spark-submit finds its SPARK_HOME here even when the venv is not activated.
+	ln -sfn "$$($(PY) -c 'import os, pyspark; print(os.path.dirname(pyspark.__file__))')" $(VENV)/bin/spark-distribution
 	@touch $@
 
-setup: $(VENV)/.installed
+# The JVM artifacts of infra/jvm/pom.xml (Delta Lake, hadoop-aws) into .jvm/jars with mvn, and
+# Spark defaults that use them. Without Maven access this prints what to do and the rs engine runs.
+$(VENV)/.jars: $(VENV)/.installed infra/jvm/pom.xml
+	@$(PY) -m carelake.spark.jvm_deps fetch && touch $@ || true
+
+setup: $(VENV)/.installed $(VENV)/.jars
 
 generate: setup
 	$(PY) -m carelake.cli generate --conf $(CONF) --scale $(SCALE) --seed $(SEED) --defect-rate $(DEFECT_RATE)

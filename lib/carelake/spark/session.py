@@ -70,6 +70,10 @@ def build_session(config: Config, extra_conf: Mapping[str, str] | None = None) -
     if not _launched_by_spark_submit():
         builder = builder.master(config.spark_master)
     settings = {**config.spark_conf, **(extra_conf or {})}
+    # The Delta jars fetched by `make setup` (none on Databricks or with spark.jars.packages).
+    from carelake.spark.jvm_deps import session_conf  # imported here: it runs as a script too
+
+    settings.update(session_conf(settings))
     settings.setdefault("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
     for key, value in settings.items():
         builder = builder.config(key, value)
