@@ -72,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     register = commands.add_parser("register", help="refresh the SQL catalog (no server may be running)")
     _add_conf(register)
 
+    from carelake.serve.cluster import MASTER_PORT, WEBUI_PORT
+
     cluster = commands.add_parser("cluster", help="a Spark standalone master and workers on loopback, until Ctrl-C")
     cluster.add_argument("--workers", type=int, default=1)
     cluster.add_argument("--cores", type=int, default=2, help="cores per worker")
     cluster.add_argument("--memory", default="2g", help="memory per worker")
+    cluster.add_argument("--port", type=int, default=MASTER_PORT, help=f"master port on 127.0.0.1 (default {MASTER_PORT})")
+    cluster.add_argument("--webui-port", type=int, default=WEBUI_PORT, help=f"master web UI port (default {WEBUI_PORT})")
     return parser
 
 
@@ -202,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "cluster":
             from carelake.serve.cluster import run_cluster
 
-            return run_cluster(workers=args.workers, cores=args.cores, memory=args.memory)
+            return run_cluster(
+                workers=args.workers, cores=args.cores, memory=args.memory, port=args.port, webui_port=args.webui_port
+            )
         return _run(args, [args.command])
     except ConfigError as exc:
         print(f"carelake: configuration error: {exc}", file=sys.stderr)

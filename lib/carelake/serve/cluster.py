@@ -23,10 +23,13 @@ from pathlib import Path
 import pyspark
 
 START_TIMEOUT_SECONDS = 120.0
+# The ports README.md and conf/cluster.yaml name (Spark's own defaults).
+MASTER_PORT = 7077
+WEBUI_PORT = 8080
 
 
 class ClusterError(RuntimeError):
-    """The master or a worker did not start or register in time."""
+    """A port was taken, or the master or a worker did not start or register in time."""
 
 
 def spark_home() -> Path:
@@ -39,6 +42,21 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def check_port_free(port: int, what: str, flag: str) -> None:
+    """Raise :class:`ClusterError` naming ``what`` and the ``flag`` that changes it when
+    ``port`` on 127.0.0.1 is taken (Spark would silently move to the next port)."""
+    with socket.socket() as sock:
+        # As Spark's own sockets do: a port left in TIME_WAIT by a stopped master is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ClusterError(
+                f"{what} port {port} on 127.0.0.1 is already in use ({exc.strerror}; another Spark "
+                f"master or `make cluster`?): stop that process, or pick a free port with {flag}"
+            ) from None
 
 
 @dataclass
@@ -86,6 +104,8 @@ def _environment(base_dir: Path) -> dict[str, str]:
             "SPARK_WORKER_DIR": str(base_dir / "work"),
             # Executors start Python workers with this interpreter, which has carelake installed.
             "PYSPARK_PYTHON": env.get("PYSPARK_PYTHON", sys.executable),
+            # A master whose port was taken after the check fails instead of moving to port + 1.
+            "SPARK_MASTER_OPTS": f"{env.get('SPARK_MASTER_OPTS', '')} -Dspark.port.maxRetries=0".strip(),
         }
     )
     return env
@@ -101,25 +121,33 @@ def _launch(args: list[str], log_file: Path, env: dict[str, str]) -> subprocess.
 
 
 def start_cluster(
-    workers: int = 1, cores: int = 1, memory: str = "1g", base_dir: str | Path | None = None
+    workers: int = 1,
+    cores: int = 1,
+    memory: str = "1g",
+    base_dir: str | Path | None = None,
+    port: int = MASTER_PORT,
+    webui_port: int = WEBUI_PORT,
 ) -> Cluster:
-    """Start a master and ``workers`` workers on 127.0.0.1; returns once all registered.
+    """Start a master on 127.0.0.1:``port`` (web UI ``webui_port``) and ``workers`` workers;
+    returns once all registered.
 
     ``base_dir`` (default: a new temp folder) holds ``logs/`` and ``work/``. Raises
-    :class:`ClusterError` with the tail of the logs when something does not come up.
+    :class:`ClusterError` when a port is taken (before starting anything), or with the tail of
+    the logs when something does not come up.
     """
+    check_port_free(port, "master", "--port")
+    check_port_free(webui_port, "master web UI", "--webui-port")
     if base_dir is None:
         base_dir = tempfile.mkdtemp(prefix="carelake-cluster-")
     base = Path(base_dir).resolve()
     (base / "logs").mkdir(parents=True, exist_ok=True)
     (base / "work").mkdir(parents=True, exist_ok=True)
     env = _environment(base)
-    port, webui = free_port(), free_port()
-    cluster = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui}", base)
+    cluster = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{webui_port}", base)
     try:
         cluster.processes.append(
             _launch(
-                ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(webui)],
+                ["org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(webui_port)],
                 base / "logs" / "master.log", env,
             )
         )
@@ -158,8 +186,17 @@ def _wait_for_workers(cluster: Cluster, expected: int) -> None:
         time.sleep(0.5)
 
 
-def run_cluster(workers: int = 1, cores: int = 1, memory: str = "1g", base_dir: str | Path | None = None) -> int:
-    """``carelake cluster``: start a cluster, print its URLs, stop it on Ctrl-C/SIGTERM; returns 0."""
+def run_cluster(
+    workers: int = 1,
+    cores: int = 1,
+    memory: str = "1g",
+    base_dir: str | Path | None = None,
+    port: int = MASTER_PORT,
+    webui_port: int = WEBUI_PORT,
+) -> int:
+    """``carelake cluster``: start a cluster, print its URLs, stop it on Ctrl-C/SIGTERM.
+
+    Returns 0 after a stop, 1 (the reason on stderr) when it could not start."""
 
     def on_sigterm(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -167,11 +204,15 @@ def run_cluster(workers: int = 1, cores: int = 1, memory: str = "1g", base_dir: 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     cluster = None
     try:
-        cluster = start_cluster(workers, cores, memory, base_dir)
+        cluster = start_cluster(workers, cores, memory, base_dir, port, webui_port)
         print(f"master {cluster.master_url}  web UI {cluster.webui_url}  logs {cluster.base_dir / 'logs'}", flush=True)
-        print(f"submit: spark-submit --master {cluster.master_url} jobs/run_pipeline.py --conf conf/cluster.yaml", flush=True)
+        submit = Path(sys.executable).parent / "spark-submit"
+        print(f"submit: {submit} --master {cluster.master_url} jobs/run_pipeline.py --conf conf/cluster.yaml", flush=True)
         while True:
             time.sleep(3600)
+    except ClusterError as exc:
+        print(f"carelake cluster: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("stopping the cluster", flush=True)
     finally:
