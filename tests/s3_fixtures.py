@@ -1,6 +1,7 @@
 """A local S3 server (SeaweedFS) for the object-store tests, and configs rooted in its bucket.
 
-Import the fixtures into a test module with ``from tests.s3_fixtures import s3_server, s3_config``.
+Import the fixtures into a test module with ``from tests.s3_fixtures import s3_server, s3_config``
+(and ``s3_spark``: the suite's session with the S3A settings of ``s3_config``, for the jvm engine).
 Test credentials are put in the environment when this module is imported, i.e. at collection,
 before the suite's SparkSession starts: Spark's Python workers inherit the driver's
 environment at start-up, so the executors sign requests with the same credentials.
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from carelake.config import Config, load_config
+from carelake.spark.session import apply_object_store_conf
 from carelake.storage.s3server import S3Server, start_seaweedfs, weed_binary
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,3 +48,10 @@ def s3_config(s3_server: S3Server, base_config: Config) -> Config:
         "storage.endpoint_url": s3_server.endpoint_url,
         "spark.master": base_config.spark_master,
     })
+
+
+@pytest.fixture
+def s3_spark(spark, s3_config: Config):
+    """The suite's SparkSession with ``s3_config``'s S3A settings, so Spark reads ``s3a://`` tables."""
+    apply_object_store_conf(spark, s3_config)
+    return spark

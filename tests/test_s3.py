@@ -1,8 +1,10 @@
-"""Zones on an S3 server (local SeaweedFS): options, errors, Delta tables, landing and ingest."""
+"""Zones on an S3 server (local SeaweedFS): options, errors, Delta tables on both engines, landing,
+ingest, and the race between two S3A writers of one Delta commit file that the writer lock prevents."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -10,23 +12,28 @@ from pyspark.sql import functions as F
 
 from carelake.config import Config
 from carelake.delta import open_tables
+from carelake.delta.spec import MergeSpec
 from carelake.ingest import INGEST_LOG_TABLE, run_ingest
 from carelake.pipeline import run_pipeline
+from carelake.spark.session import object_store_conf
 from carelake.storage import (
     ObjectStoreError,
     check_store,
     list_files,
+    object_store_uri,
     s3_client,
+    spark_uri,
     storage_options,
     table_uri,
 )
 from carelake.storage.land import land_files, layout
-from carelake.storage.objectstore import encode_options
+from carelake.storage.objectstore import encode_options, s3a_options
 from carelake.storage.s3server import S3Server, free_ports
 from tests import s3_fixtures
+from tests.delta_engines import ENGINES, engine_tables
 from tests.s3_fixtures import BUCKET
 
-s3_server, s3_config = s3_fixtures.s3_server, s3_fixtures.s3_config  # the module's fixtures
+s3_server, s3_config, s3_spark = s3_fixtures.s3_server, s3_fixtures.s3_config, s3_fixtures.s3_spark  # the module's fixtures
 
 A_PROVIDERS = (
     "provider_npi,first_name,last_name,status,last_updated\n"
@@ -60,6 +67,35 @@ def test_only_public_options_travel_and_no_unsafe_commit_option(s3_config: Confi
     assert options["AWS_SECRET_ACCESS_KEY"] not in encoded and "AWS_ACCESS_KEY_ID" not in encoded
 
 
+def test_s3a_settings_come_from_the_storage_section_and_hold_no_secret(s3_config: Config) -> None:
+    endpoint = s3_config.section("storage")["endpoint_url"]
+    assert s3a_options(s3_config) == {
+        "fs.s3a.endpoint": endpoint,
+        "fs.s3a.endpoint.region": "us-east-1",
+        "fs.s3a.path.style.access": "true",
+        "fs.s3a.connection.ssl.enabled": "false",
+        "fs.s3a.aws.credentials.provider": (
+            "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider,"
+            "software.amazon.awssdk.auth.credentials.ProfileCredentialsProvider"
+        ),
+    }
+    spark_conf = object_store_conf(s3_config)
+    assert spark_conf["spark.hadoop.fs.s3a.endpoint"] == endpoint
+    secrets = {os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]}
+    assert not any(secret in value for secret in secrets for value in spark_conf.values())
+    aws = s3_config.with_overrides(**{"storage.endpoint_url": None, "storage.path_style": False})
+    assert "fs.s3a.endpoint" not in s3a_options(aws) and s3a_options(aws)["fs.s3a.path.style.access"] == "false"
+    assert s3a_options(s3_config.with_overrides(**{"lakehouse.root": "/tmp/lake"})) == {}
+
+
+def test_tables_are_addressed_as_s3a_and_the_object_store_clients_name_them_s3(s3_config: Config) -> None:
+    prefix = s3_config.root.removeprefix(f"s3://{BUCKET}/")
+    assert table_uri(s3_config, "raw", "providers") == f"s3a://{BUCKET}/{prefix}/raw/providers"
+    assert table_uri(s3_config.with_overrides(**{"lakehouse.root": f"s3a://{BUCKET}/x"}), "raw", "p") == f"s3a://{BUCKET}/x/raw/p"
+    assert object_store_uri(f"s3a://{BUCKET}/x/raw/p") == f"s3://{BUCKET}/x/raw/p"
+    assert spark_uri("/tmp/lake/raw/p") == object_store_uri("/tmp/lake/raw/p") == "/tmp/lake/raw/p"
+
+
 def test_missing_credentials_is_one_clear_line(s3_config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -86,13 +122,15 @@ def test_missing_bucket_is_one_clear_line(s3_config: Config) -> None:
     assert "\n" not in message and "bucket 'no-such-bucket' does not exist" in message
 
 
-def test_delta_write_append_merge_and_time_travel_on_s3(spark, s3_config: Config) -> None:
-    tables = open_tables(spark, s3_config)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_delta_write_append_merge_and_time_travel_on_s3(s3_spark, s3_config: Config, engine: str) -> None:
+    spark = s3_spark
+    tables = engine_tables(spark, s3_config, engine)
     uri = table_uri(s3_config, "processed", "tiny")
-    assert uri.startswith(f"s3://{BUCKET}/")
+    assert uri.startswith(f"s3a://{BUCKET}/")
     tables.write(spark.createDataFrame([(1, "a"), (2, "b")], "id int, v string"), uri, mode="overwrite")
     tables.write(spark.createDataFrame([(3, "c")], "id int, v string"), uri, mode="append")
-    tables.merge(spark.createDataFrame([(2, "B"), (4, "d")], "id int, v string"), uri, keys=["id"])
+    tables.merge(spark.createDataFrame([(2, "B"), (4, "d")], "id int, v string"), uri, MergeSpec(keys=("id",)))
 
     current = sorted(tuple(r) for r in tables.read(uri).collect())
     assert current == [(1, "a"), (2, "B"), (3, "c"), (4, "d")]
@@ -100,6 +138,23 @@ def test_delta_write_append_merge_and_time_travel_on_s3(spark, s3_config: Config
     assert tables.version(uri) == 2
     keys = [o["Key"] for o in s3_client(s3_config).list_objects_v2(Bucket=BUCKET, Prefix=uri.split(f"{BUCKET}/")[1])["Contents"]]
     assert any("/_delta_log/00000000000000000002.json" in k for k in keys)
+
+
+def test_two_s3a_writers_of_one_commit_file_both_succeed_and_the_later_wins(s3_spark, s3_config: Config) -> None:
+    """Why one writing driver at a time (the writer lock): Delta's S3 log store checks that a
+    commit file is absent, in this JVM only, then creates it without overwrite; S3A checks with a
+    HEAD and then PUTs unconditionally, so a second driver racing for the same version replaces
+    the first one's commit silently."""
+    jvm = s3_spark._jvm
+    path = jvm.org.apache.hadoop.fs.Path(f"{table_uri(s3_config, 'raw', 'race')}/_delta_log/00000000000000000000.json")
+    fs = path.getFileSystem(s3_spark._jsc.hadoopConfiguration())
+    first, second = fs.create(path, False), fs.create(path, False)  # both pass the existence check
+    first.write(b"first writer")
+    first.close()
+    second.write(b"second writer")
+    second.close()
+    bucket, key = path.toString().removeprefix("s3a://").split("/", 1)
+    assert s3_client(s3_config).get_object(Bucket=bucket, Key=key)["Body"].read() == b"second writer"
 
 
 def test_land_uploads_with_checksum_and_skips_unchanged(s3_config: Config, tmp_path: Path) -> None:
@@ -117,7 +172,8 @@ def test_land_uploads_with_checksum_and_skips_unchanged(s3_config: Config, tmp_p
     assert [o.uploaded for o in land_files(s3_config, source)] == [True, False]
 
 
-def test_ingest_from_the_bucket_keeps_bad_lines_and_rejects_bad_files(spark, s3_config: Config, tmp_path: Path) -> None:
+def test_ingest_from_the_bucket_keeps_bad_lines_and_rejects_bad_files(s3_spark, s3_config: Config, tmp_path: Path) -> None:
+    spark = s3_spark
     land_files(s3_config, write_tree(tmp_path / "out", LANDING))
     summary = run_pipeline(spark, s3_config, ["ingest"], run_id="run-s3")
 
@@ -138,10 +194,13 @@ def test_ingest_from_the_bucket_keeps_bad_lines_and_rejects_bad_files(spark, s3_
     written = json.loads(s3_client(s3_config).get_object(Bucket=BUCKET, Key=key)["Body"].read())
     assert written["status"] == summary.status == "ok"
     assert written["stages"][0]["entities"]["providers"]["rows_written"] == 5
-    assert {"landing/hospital_a", "raw/providers", "raw/_ingest_log", "_runs"} <= set(layout(s3_config))
+    groups = set(layout(s3_config))
+    assert {"landing/hospital_a", "raw/providers", "raw/_ingest_log", "_runs"} <= groups
+    assert "_locks" not in groups  # the run released its writer lock
 
 
-def test_interrupted_upload_is_never_ingested(spark, s3_server: S3Server, s3_config: Config) -> None:
+def test_interrupted_upload_is_never_ingested(s3_spark, s3_server: S3Server, s3_config: Config) -> None:
+    spark = s3_spark
     client = s3_client(s3_config)
     _, prefix = s3_config.landing.removeprefix("s3://").split("/", 1)
     key = f"{prefix}/hospital_a/providers/providers_2024-02.csv"
@@ -167,14 +226,18 @@ def _comparable(frame) -> list[tuple]:
     return sorted((tuple(r) for r in frame.select(*kept).collect()), key=repr)
 
 
-def test_local_and_s3_roots_give_the_same_tables(spark, s3_config: Config, config: Config, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_local_and_s3_roots_give_the_same_tables(s3_spark, s3_config: Config, config: Config, tmp_path: Path, engine: str) -> None:
     from carelake.process import run_process
 
+    spark = s3_spark
     source = write_tree(tmp_path / "out", LANDING)
     results = {}
-    for name, target in (("local", config), ("s3", s3_config)):
+    for name, root in (("local", config), ("s3", s3_config)):
+        target = root.with_overrides(**{"delta.engine": engine})
         land_files(target, source)
-        tables = open_tables(spark, target)
+        tables = engine_tables(spark, target, engine)
+        assert tables.engine == engine
         run_ingest(spark, target, tables, "run-same")
         run_process(spark, target, tables, "run-same")
         for zone, table in (("raw", "providers"), ("raw", INGEST_LOG_TABLE), ("processed", "providers")):

@@ -2,7 +2,8 @@
 
 Local ``local[*]`` by default; when the process was started by ``spark-submit`` the master it
 chose wins. ``PYSPARK_PYTHON`` is pinned to the running interpreter so Python workers import the
-same installed ``carelake``.
+same installed ``carelake``. An object-store root adds the S3A settings of its ``storage``
+section as ``spark.hadoop.fs.s3a.*`` (keys in ``spark.conf`` win; no secret is ever among them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from pyspark.sql import SparkSession
 
 from carelake.config import Config
+from carelake.storage.objectstore import s3a_options
 
 MIN_JAVA = 17
 
@@ -59,6 +61,35 @@ def _launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ or SparkSession.getActiveSession() is not None
 
 
+HADOOP_PREFIX = "spark.hadoop."
+S3A_PREFIX = HADOOP_PREFIX + "fs.s3a."
+
+
+def object_store_conf(config: Config) -> dict[str, str]:
+    """The S3A settings of ``config`` as Spark settings (``spark.hadoop.fs.s3a.*``); {} for local roots."""
+    return {HADOOP_PREFIX + key: value for key, value in s3a_options(config).items()}
+
+
+def apply_object_store_conf(spark: SparkSession, config: Config) -> None:
+    """Put ``config``'s S3A settings (``spark.conf`` overrides included) on a running session.
+
+    For a session that was started before ``config`` was known (a notebook's, the test suite's):
+    its Hadoop configuration is shared by every later read and write. An S3A filesystem already
+    opened for a bucket keeps the settings it was opened with. No-op for Spark Connect sessions.
+    """
+    _set_s3a(spark, {**object_store_conf(config), **config.spark_conf})
+
+
+def _set_s3a(spark: SparkSession, settings: Mapping[str, str]) -> None:
+    jsc = getattr(spark, "_jsc", None)
+    if jsc is None:
+        return
+    hadoop = jsc.hadoopConfiguration()
+    for key, value in settings.items():
+        if key.startswith(S3A_PREFIX):
+            hadoop.set(key[len(HADOOP_PREFIX):], value)
+
+
 def build_session(config: Config, extra_conf: Mapping[str, str] | None = None) -> SparkSession:
     """A SparkSession configured from ``config`` (plus ``extra_conf``), logs quieted."""
     check_java()
@@ -69,7 +100,7 @@ def build_session(config: Config, extra_conf: Mapping[str, str] | None = None) -
     builder = SparkSession.builder.appName(config.spark_app_name)
     if not _launched_by_spark_submit():
         builder = builder.master(config.spark_master)
-    settings = {**config.spark_conf, **(extra_conf or {})}
+    settings = {**object_store_conf(config), **config.spark_conf, **(extra_conf or {})}
     # The Delta jars fetched by `make setup` (none on Databricks or with spark.jars.packages).
     from carelake.spark.jvm_deps import session_conf  # imported here: it runs as a script too
 
@@ -78,5 +109,7 @@ def build_session(config: Config, extra_conf: Mapping[str, str] | None = None) -
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
+    # getOrCreate may return a session started earlier, whose Hadoop settings predate config.
+    _set_s3a(spark, settings)
     spark.sparkContext.setLogLevel(config.spark_log_level)
     return spark

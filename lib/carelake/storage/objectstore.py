@@ -2,9 +2,11 @@
 
 Every client is built here from one set of options, the delta-rs ``storage_options`` keys:
 delta-rs takes them as they are, :func:`arrow_filesystem` builds a pyarrow ``S3FileSystem``
-from them (driver and executors alike), :func:`s3_client` a boto3 client. Only the public,
-non-secret part (:func:`public_options`) ever travels in Spark options; each process adds the
-credentials of its own environment (:func:`with_env_credentials`).
+from them (driver and executors alike), :func:`s3_client` a boto3 client and
+:func:`s3a_options` the Hadoop S3A settings Spark's ``s3a://`` connector reads. Only the
+public, non-secret part (:func:`public_options`) ever travels in Spark options; each process
+adds the credentials of its own environment (:func:`with_env_credentials`; for S3A, the AWS
+SDK's environment and profile credential providers).
 
 A cluster's executors therefore need ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` (or
 ``AWS_PROFILE`` and its files) in their environment, e.g. ``spark-env.sh`` on standalone
@@ -26,6 +28,11 @@ from carelake.storage.paths import is_remote, to_local_path
 
 CREDENTIAL_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 S3_SCHEMES = ("s3", "s3a")
+# AWS SDK v2 providers S3A tries in order: this JVM's environment, then AWS_PROFILE's files.
+S3A_CREDENTIAL_PROVIDERS = (
+    "software.amazon.awssdk.auth.credentials.EnvironmentVariableCredentialsProvider",
+    "software.amazon.awssdk.auth.credentials.ProfileCredentialsProvider",
+)
 
 
 class ObjectStoreError(RuntimeError):
@@ -58,6 +65,28 @@ def public_options(config: Config) -> dict[str, str]:
         options["AWS_REGION"] = str(section["region"])
     if section.get("path_style") is not None:
         options["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] = "false" if section["path_style"] else "true"
+    return options
+
+
+def s3a_options(config: Config) -> dict[str, str]:
+    """Hadoop S3A settings (``fs.s3a.*``) for the ``storage`` section; {} for local roots.
+
+    The same endpoint, region, addressing style and plain-HTTP choice as :func:`public_options`;
+    credentials are read by the AWS SDK from each JVM's environment (``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY`` / ``AWS_SESSION_TOKEN``), else from ``AWS_PROFILE``'s files, never
+    from a setting.
+    """
+    if not uses_object_store(config):
+        return {}
+    public = public_options(config)
+    options = {"fs.s3a.aws.credentials.provider": ",".join(S3A_CREDENTIAL_PROVIDERS)}
+    if "AWS_ENDPOINT_URL" in public:
+        options["fs.s3a.endpoint"] = public["AWS_ENDPOINT_URL"]
+        options["fs.s3a.connection.ssl.enabled"] = "false" if public["AWS_ENDPOINT_URL"].startswith("http://") else "true"
+    if "AWS_REGION" in public:
+        options["fs.s3a.endpoint.region"] = public["AWS_REGION"]
+    if "AWS_VIRTUAL_HOSTED_STYLE_REQUEST" in public:
+        options["fs.s3a.path.style.access"] = "true" if public["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"] == "false" else "false"
     return options
 
 
