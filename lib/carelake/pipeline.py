@@ -2,6 +2,8 @@
 
 Stages are looked up by name here, so the CLI, the jobs, the notebooks and the tests all run
 the same code. Each stage is ``run_<stage>(spark, config, tables, run_id) -> StageSummary``.
+Every stage writes, so a run holds the lakehouse writer lock (:mod:`carelake.ops.lock`) from
+its first stage to its summary: a second run on the same root fails fast, naming the first.
 """
 
 from __future__ import annotations
@@ -43,25 +45,34 @@ def stage_function(name: str) -> Callable[..., StageSummary]:
 def run_pipeline(
     spark: SparkSession, config: Config, stages: Sequence[str] = DEFAULT_STAGES, run_id: str | None = None
 ) -> RunSummary:
-    """Run ``stages`` in order; stop after a failed stage; write and return the run summary."""
+    """Run ``stages`` in order; stop after a failed stage; write and return the run summary.
+
+    Raises :class:`carelake.ops.lock.WriterLockError` when another run holds the writer lock
+    (after ``lock.wait_seconds``) or takes it over meanwhile.
+    """
+    # Imported here: the carelake.ops package imports the process stage (and Great Expectations).
+    from carelake.ops.lock import writer_lock
+
     functions = [(name, stage_function(name)) for name in stages]
     check_store(config)
     summary = RunSummary(run_id=run_id or new_run_id(), config_file=config.source_file, root=config.root)
-    tables = open_tables(spark, config)
-    for name, function in functions:
-        log.info("stage %s: starting", name)
-        try:
-            stage = function(spark, config, tables, summary.run_id)
-        except Exception as exc:
-            # Keep the record of what ran before the error, then let the caller report it.
-            summary.stages.append(StageSummary(name, notes=[f"{type(exc).__name__}: {exc}"]).finish("error"))
-            summary.status = "error"
-            summary.write(config)
-            raise
-        summary.stages.append(stage)
-        if stage.status == "failed":
-            break
-    statuses = {s.status for s in summary.stages}
-    summary.status = "failed" if "failed" in statuses else "ok"
-    summary.write(config)
+    with writer_lock(config, summary.run_id) as lock:
+        tables = open_tables(spark, config)
+        for name, function in functions:
+            lock.check()
+            log.info("stage %s: starting", name)
+            try:
+                stage = function(spark, config, tables, summary.run_id)
+            except Exception as exc:
+                # Keep the record of what ran before the error, then let the caller report it.
+                summary.stages.append(StageSummary(name, notes=[f"{type(exc).__name__}: {exc}"]).finish("error"))
+                summary.status = "error"
+                summary.write(config)
+                raise
+            summary.stages.append(stage)
+            if stage.status == "failed":
+                break
+        statuses = {s.status for s in summary.stages}
+        summary.status = "failed" if "failed" in statuses else "ok"
+        summary.write(config)
     return summary
