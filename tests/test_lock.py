@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pyspark.sql import functions as F
 
-from carelake.config import Config
+from carelake.config import Config, ConfigError
 from carelake.delta import open_tables
 from carelake.ingest import INGEST_LOG_TABLE
 from carelake.ops.lock import LockSettings, WriterLockError, acquire, lock_uri
@@ -114,9 +114,9 @@ def test_lock_settings_come_from_config_and_bad_ones_name_the_key(config: Config
     assert LockSettings.from_config(config) == LockSettings(0, 300, 60)
     configured = config.with_overrides(**{"lock.wait_seconds": 30, "lock.ttl_seconds": 120, "lock.heartbeat_seconds": 20})
     assert LockSettings.from_config(configured) == LockSettings(30, 120, 20)
-    with pytest.raises(WriterLockError, match=r"lock.heartbeat_seconds must be above 0 and at most half of lock.ttl_seconds \(120\), found 90"):
+    with pytest.raises(ConfigError, match=r"lock.heartbeat_seconds must be above 0 and at most half of lock.ttl_seconds \(120\), found 90"):
         LockSettings.from_config(configured.with_overrides(**{"lock.heartbeat_seconds": 90}))
-    with pytest.raises(WriterLockError, match=r"lock.wait_seconds must be a number of seconds >= 0, found 'soon'"):
+    with pytest.raises(ConfigError, match=r"lock.wait_seconds must be a number of seconds >= 0, found 'soon'"):
         LockSettings.from_config(config.with_overrides(**{"lock.wait_seconds": "soon"}))
 
 

@@ -21,7 +21,6 @@ and ``heartbeat_seconds`` (60).
 from __future__ import annotations
 
 import fcntl
-import getpass
 import json
 import logging
 import os
@@ -35,7 +34,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from carelake.config import Config
+from carelake.config import Config, ConfigError
+from carelake.delta.audit import current_actor
 from carelake.storage.objectstore import s3_client, split_s3_uri
 from carelake.storage.paths import is_remote, join_uri, to_local_path
 
@@ -69,15 +69,15 @@ class LockSettings:
         section = config.section("lock")
         unknown = sorted(set(section) - set(DEFAULTS))
         if unknown:
-            raise WriterLockError(f"{config.source_file}: unknown key(s) lock.{', lock.'.join(unknown)}: expected {', '.join(DEFAULTS)}")
+            raise ConfigError(f"{config.source_file}: unknown key(s) lock.{', lock.'.join(unknown)}: expected {', '.join(DEFAULTS)}")
         values: dict[str, float] = {}
         for key, default in DEFAULTS.items():
             value = section.get(key, default)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise WriterLockError(f"{config.source_file}: lock.{key} must be a number of seconds >= 0, found {value!r}")
+                raise ConfigError(f"{config.source_file}: lock.{key} must be a number of seconds >= 0, found {value!r}")
             values[key] = float(value)
         if not 0 < values["heartbeat_seconds"] <= values["ttl_seconds"] / 2:
-            raise WriterLockError(
+            raise ConfigError(
                 f"{config.source_file}: lock.heartbeat_seconds must be above 0 and at most half of lock.ttl_seconds "
                 f"({values['ttl_seconds']:g}), found {values['heartbeat_seconds']:g}"
             )
@@ -86,7 +86,7 @@ class LockSettings:
 
 @dataclass(frozen=True)
 class LockHolder:
-    """Who holds the lock: owner (user), host, pid, run id, since when and (object store) until when."""
+    """Who holds the lock: owner (the run's actor), host, pid, run id, since when and (object store) until when."""
 
     owner: str
     host: str
@@ -346,7 +346,7 @@ def acquire(config: Config, run_id: str, settings: LockSettings | None = None) -
     while True:
         now = time.time()
         expires = None if backend.freed_on_exit() else _now_iso(now + settings.ttl_seconds)
-        holder = LockHolder(getpass.getuser(), socket.gethostname(), os.getpid(), run_id, _now_iso(now), expires)
+        holder = LockHolder(current_actor(), socket.gethostname(), os.getpid(), run_id, _now_iso(now), expires)
         current = backend.try_take(holder)
         if current is None:
             log.info("run %s holds the lakehouse writer lock at %s", run_id, uri)
