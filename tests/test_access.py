@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 
 import pytest
@@ -100,6 +101,22 @@ def test_views_of_a_removed_role_scope_are_dropped(spark: SparkSession, base_con
     spark.sql("DROP TABLE curated.unattributed")
     assert "curated__unattributed" not in create_role_views(spark, config)["analyst"]
     assert "curated__unattributed" not in {t.name for t in spark.catalog.listTables("analyst")}
+
+
+def test_role_views_are_rebuilt_only_when_the_tables_under_them_change(
+    spark: SparkSession, base_config, zones, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = base_config.with_overrides(**ROLES)
+    create_role_views(spark, config)
+    with caplog.at_level(logging.INFO, logger="carelake.serve.access"):
+        create_role_views(spark, config)
+        assert not [r for r in caplog.records if r.getMessage().startswith("role database")]
+        spark.sql("ALTER TABLE curated.dim_patient ADD COLUMNS (region string)")
+        create_role_views(spark, config)
+    rebuilt = {r.getMessage().split(":")[0] for r in caplog.records}
+    # dim_patient is curated: every role database shows it, so every one is rebuilt.
+    assert rebuilt == {f"role database {database}" for database in ROLE_DATABASES}
+    assert spark.table("analyst.curated__dim_patient").columns == ["patient_token", "source_system", "birth_year", "zip3", "region"]
 
 
 @pytest.mark.parametrize(

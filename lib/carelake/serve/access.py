@@ -23,12 +23,16 @@ views shape what a role is *given*, they do not stop a client from querying the 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pyspark.sql import SparkSession
+from pyspark.sql.types import StructType
 
 from carelake.config import Config, ConfigError
 from carelake.privacy.restricted import DIRECT_IDENTIFIERS, PII_SUFFIX
@@ -38,6 +42,8 @@ log = logging.getLogger(__name__)
 
 ROLES = ("analyst", "clinician", "engineer")
 ROLE_PROPERTY = "carelake.role"
+# On each role database: a digest of its views' definitions and the schemas under them.
+VIEWS_PROPERTY = "carelake.views"
 # Columns that identify a patient directly, or through an unkeyed (guessable) hash.
 PII_COLUMNS = frozenset(
     {"first_name", "last_name", "ssn", "phone", "email", "street_address", "birth_date", "mrn",
@@ -126,45 +132,69 @@ def _databases(spark: SparkSession) -> set[str]:
     return {row[0] for row in spark.sql("SHOW DATABASES").collect()}
 
 
-def role_database_missing(spark: SparkSession, config: Config) -> bool:
-    """True when a role ``access.roles`` asks for has no database yet."""
-    present = _databases(spark)
-    return any(policy.database not in present for policy in role_policies(config))
+def _stored_digest(spark: SparkSession, database: str) -> str | None:
+    """The :data:`VIEWS_PROPERTY` digest :func:`create_role_views` left on ``database``."""
+    for row in spark.sql(f"DESCRIBE DATABASE EXTENDED {quote(database)}").collect():
+        if row["info_name"] == "Properties":
+            # Shown as ((key,value), (key,value)); the digest is hex, so the match is exact.
+            found = re.search(rf"\({re.escape(VIEWS_PROPERTY)},([0-9a-f]{{64}})\)", row["info_value"] or "")
+            return found.group(1) if found else None
+    return None
+
+
+def _role_views(
+    spark: SparkSession, policy: RolePolicy, present: set[str], schemas: dict[str, StructType]
+) -> dict[str, tuple[str, str]]:
+    """``{view name: (source table, SELECT)}`` for ``policy`` over the tables now in its zone
+    databases (of the ``present`` ones); ``schemas`` caches each source's schema across policies."""
+    views = {}
+    for zone in policy.zones:
+        if zone not in present:
+            continue
+        for table in spark.catalog.listTables(zone):
+            if table.isTemporary or table.name in policy.restricted_tables:
+                continue
+            source = f"{quote(zone)}.{quote(table.name)}"
+            if source not in schemas:
+                schemas[source] = spark.table(source).schema
+            sql = view_sql(policy, source, schemas[source].fieldNames())
+            if sql is not None:
+                views[f"{zone}__{table.name}"] = (source, sql)
+    return views
 
 
 def create_role_views(spark: SparkSession, config: Config) -> dict[str, list[str]]:
-    """(Re)create the views of every role database from the tables now in the zone databases.
+    """Bring the views of every role database in line with the tables now in the zone databases.
 
-    Views this function made earlier that no longer apply are dropped; other objects in the role
-    databases are left alone. Returns ``{role database: [view names]}``.
+    A database is rebuilt only when its views' definitions or the schemas under them changed
+    since the last build (a digest kept as the database property :data:`VIEWS_PROPERTY`), so a
+    periodic refresh with nothing new leaves the views alone. A rebuild drops the views this
+    function made earlier that no longer apply; other objects in the role databases are left
+    alone. Returns ``{role database: [view names]}``.
     """
     created: dict[str, list[str]] = {}
-    zones_present = _databases(spark)
+    schemas: dict[str, StructType] = {}
+    present = _databases(spark)
     for policy in role_policies(config):
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS {quote(policy.database)}")
-        stale = _own_views(spark, policy.database)
-        views = []
-        for zone in policy.zones:
-            if zone not in zones_present:
-                continue
-            for table in spark.catalog.listTables(zone):
-                if table.isTemporary or table.name in policy.restricted_tables:
-                    continue
-                source = f"{quote(zone)}.{quote(table.name)}"
-                sql = view_sql(policy, source, spark.table(source).columns)
-                if sql is None:
-                    continue
-                name = f"{zone}__{table.name}"
-                spark.sql(
-                    f"CREATE OR REPLACE VIEW {quote(policy.database)}.{quote(name)} "
-                    f"TBLPROPERTIES ('{ROLE_PROPERTY}' = '{policy.role}') AS {sql}"
-                )
-                stale.discard(name)
-                views.append(name)
-        for name in stale:
-            spark.sql(f"DROP VIEW IF EXISTS {quote(policy.database)}.{quote(name)}")
-        log.info("role database %s: %d views", policy.database, len(views))
+        views = _role_views(spark, policy, present, schemas)
+        # A column's type is part of a view's contract too, so the digest covers the schemas.
+        definition = sorted((name, sql, schemas[source].json()) for name, (source, sql) in views.items())
+        digest = hashlib.sha256(json.dumps(definition).encode()).hexdigest()
         created[policy.database] = sorted(views)
+        database = quote(policy.database)
+        if policy.database in present and _stored_digest(spark, policy.database) == digest:
+            continue
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS {database}")
+        stale = _own_views(spark, policy.database) - set(views)
+        for name, (_, sql) in views.items():
+            spark.sql(
+                f"CREATE OR REPLACE VIEW {database}.{quote(name)} "
+                f"TBLPROPERTIES ('{ROLE_PROPERTY}' = '{policy.role}') AS {sql}"
+            )
+        for name in stale:
+            spark.sql(f"DROP VIEW IF EXISTS {database}.{quote(name)}")
+        spark.sql(f"ALTER DATABASE {database} SET DBPROPERTIES ('{VIEWS_PROPERTY}' = '{digest}')")
+        log.info("role database %s: %d views", policy.database, len(views))
     return created
 
 
