@@ -64,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conf(rollback)
     rollback.add_argument("--batch", required=True, help="the batch id (_batch_id in raw and processed = the ingest run id)")
 
-    serve = commands.add_parser("serve", help="SQL over JDBC/ODBC: the Spark Thrift server, until Ctrl-C")
+    serve = commands.add_parser(
+        "serve", help="SQL over JDBC/ODBC: the Spark Thrift server, until Ctrl-C (SIGHUP: pick up new tables now)"
+    )
     _add_conf(serve)
     serve.add_argument("--port", type=int, default=None, help="default: serve.port (10000)")
     serve.add_argument("--host", default=None, help="default: serve.host (127.0.0.1)")

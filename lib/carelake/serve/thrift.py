@@ -1,9 +1,10 @@
 """SQL over JDBC/ODBC: the Spark Thrift server (HiveServer2 protocol) over the lakehouse.
 
 The server runs inside this Python process (``HiveThriftServer2.startWithSparkSession``), so
-its Spark session has ``carelake`` importable for the Python data source, and the catalog is
-refreshed from here on a timer. Tables are persistent views in a Derby metastore under the
-lakehouse root (see :mod:`carelake.serve.catalog`), so they survive restarts.
+the catalog is refreshed from here: on a timer and on SIGHUP. Tables are Delta catalog tables
+(or, without Delta's classes, views over the Python data source) in a Derby metastore under
+the lakehouse root (see :mod:`carelake.serve.catalog`), so they survive restarts. A Delta
+table's queries read its latest commit, so a refresh only adds new tables and drops gone ones.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class ThriftServer:
     tables: list[str]
     _server: Any
     _stopped: threading.Event = field(default_factory=threading.Event)
+    _wake: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _refresher: threading.Thread | None = None
 
@@ -59,15 +61,24 @@ class ThriftServer:
             self.tables = register_tables(self.spark, self.config)
             return self.tables
 
+    def request_refresh(self) -> None:
+        """Ask the background refresh to run now (safe from a signal handler)."""
+        self._wake.set()
+
     def start_refreshing(self, every_seconds: float) -> None:
-        """Refresh the catalog every ``every_seconds`` until :meth:`stop` (0 or less: never)."""
-        if every_seconds <= 0:
-            return
+        """Refresh the catalog every ``every_seconds`` (0 or less: only on :meth:`request_refresh`)
+        until :meth:`stop`."""
+        timeout = every_seconds if every_seconds > 0 else None
 
         def loop() -> None:
-            while not self._stopped.wait(every_seconds):
+            while True:
+                self._wake.wait(timeout)
+                if self._stopped.is_set():
+                    return
+                self._wake.clear()
                 try:
-                    self.refresh()
+                    tables = self.refresh()
+                    log.info("catalog refreshed: %d tables served", len(tables))
                 except Exception:  # a failed scan must not take the server down
                     log.exception("catalog refresh failed; serving the previous catalog")
 
@@ -79,6 +90,7 @@ class ThriftServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self._wake.set()
         if self._refresher is not None:
             self._refresher.join(timeout=30)
         with self._lock:
@@ -136,7 +148,7 @@ def serve(config: Config, port: int | None = None, host: str | None = None) -> i
 
     ``port``/``host`` default to ``serve.port``/``serve.host`` in config (10000, 127.0.0.1);
     ``serve.refresh_seconds`` (default 60, 0 = never) sets how often new and dropped tables
-    are picked up.
+    are picked up; SIGHUP picks them up at once.
     """
     section = config.section("serve")
     port = port if port is not None else int(section.get("port") or DEFAULT_PORT)
@@ -148,10 +160,12 @@ def serve(config: Config, port: int | None = None, host: str | None = None) -> i
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
+    previous_hup = signal.getsignal(signal.SIGHUP)
     server = None
     try:
         server = start_thrift_server(config, port=port, host=host)
         server.start_refreshing(refresh_seconds)
+        signal.signal(signal.SIGHUP, lambda signum, frame: server.request_refresh())
         print(f"serving {len(server.tables)} tables at {server.jdbc_url} (Ctrl-C to stop)", flush=True)
         for name in server.tables:
             print(f"  {name}", flush=True)
@@ -163,4 +177,5 @@ def serve(config: Config, port: int | None = None, host: str | None = None) -> i
         if server is not None:
             server.stop()
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGHUP, previous_hup)
     return 0
