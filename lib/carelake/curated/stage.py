@@ -37,6 +37,7 @@ from carelake.curated.demand import network_demand_by_zip
 from carelake.curated.features import provider_features
 from carelake.curated.patients import patient_summary
 from carelake.curated.procedures import provider_procedure_stats
+from carelake.delta import MergeSpec, Rows
 from carelake.privacy import tokenise_patient_key
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
@@ -211,10 +212,6 @@ def _with_full_keys(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
     return df.select(*[F.coalesce(F.col(c), F.lit(UNKNOWN_KEY)).alias(c) if c in string_keys else c for c in df.columns])
 
 
-def _literal(value: object) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def sync_table(
     tables: DeltaTables, uri: str, fresh: DataFrame, keys: tuple[str, ...], scope: DataFrame | None,
     full: bool, summary: StageSummary, name: str, meta: dict[str, str],
@@ -239,14 +236,11 @@ def sync_table(
     vanished = stored.select(*keys).subtract(fresh.select(*keys)).collect()
     written = 0
     if not changed.isEmpty():
-        result = tables.merge(changed, uri, list(keys), commit_metadata=meta)
+        result = tables.merge(changed, uri, MergeSpec(keys), commit_metadata=meta)
         written += (result.rows_inserted or 0) + (result.rows_updated or 0)
         summary.tables[uri] = result.version
     if vanished:
-        predicate = " OR ".join(
-            "(" + " AND ".join(f"{k} = {_literal(row[k])}" for k in keys) + ")" for row in vanished
-        )
-        result = tables.delete(uri, predicate)
+        result = tables.delete(uri, Rows.keys(keys, vanished))
         written += result.rows_deleted or 0
         summary.tables[uri] = result.version
     counts.rows_written = written

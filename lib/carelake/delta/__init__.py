@@ -8,6 +8,7 @@ from carelake.delta.errors import (
     SchemaMismatchError,
     TableNotFoundError,
 )
+from carelake.delta.spec import MergeSpec, Rows
 from carelake.delta.storage import storage_options
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "DeltaLayerError",
     "DeltaTables",
     "EngineUnavailableError",
+    "MergeSpec",
+    "Rows",
     "SchemaMismatchError",
     "TableNotFoundError",
     "open_tables",

@@ -16,6 +16,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from carelake.config import Config
 from carelake.delta.errors import EngineUnavailableError
+from carelake.delta.spec import MergeSpec, Rows
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 WRITE_MODES = ("append", "overwrite")
@@ -59,8 +60,9 @@ class DeltaTables(ABC):
         """True when a Delta table exists at ``uri``."""
 
     @abstractmethod
-    def read(self, uri: str, version: int | None = None) -> DataFrame:
-        """The table (at ``version``) as a DataFrame; TableNotFoundError when absent."""
+    def read(self, uri: str, version: int | None = None, timestamp: str | None = None) -> DataFrame:
+        """The table as a DataFrame: latest, at ``version``, or as of ``timestamp`` (ISO text:
+        the last version committed at or before it); TableNotFoundError when absent."""
 
     @abstractmethod
     def write(
@@ -84,23 +86,16 @@ class DeltaTables(ABC):
         self,
         source: DataFrame,
         uri: str,
-        keys: list[str],
-        update: bool = True,
-        insert: bool = True,
+        spec: MergeSpec,
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
-        update_condition: str | None = None,
     ) -> CommitResult:
-        """Upsert ``source`` into ``uri`` by ``keys``; creates the table when absent.
-
-        ``update_condition``: a SQL predicate over the aliases ``s`` (source) and ``t`` (target)
-        that a matched row must meet to be updated, e.g. ``s.updated_at >= t.updated_at`` so an
-        older version arriving late does not overwrite a newer one.
-        """
+        """Merge ``source`` into ``uri`` as ``spec`` says (see :class:`MergeSpec`), in one commit;
+        creates the table from ``source`` when absent. The source must hold each key once."""
 
     @abstractmethod
-    def delete(self, uri: str, predicate: str) -> CommitResult:
-        """Delete the rows matching the SQL ``predicate``."""
+    def delete(self, uri: str, rows: Rows) -> CommitResult:
+        """Delete the rows ``rows`` selects, in one commit."""
 
     @abstractmethod
     def history(self, uri: str, limit: int | None = None) -> list[dict]:
@@ -126,6 +121,17 @@ class DeltaTables(ABC):
     @abstractmethod
     def restore(self, uri: str, version: int) -> CommitResult:
         """Make ``version``'s contents the latest version."""
+
+    @abstractmethod
+    def set_properties(self, uri: str, properties: dict[str, str]) -> CommitResult:
+        """Set table properties, e.g. ``{"delta.isolationLevel": "Serializable"}``."""
+
+
+def check_merge_args(source: DataFrame, uri: str, spec: MergeSpec) -> None:
+    """Fail fast when the merge keys are not columns of the source."""
+    missing = [k for k in spec.keys if k not in source.columns]
+    if missing:
+        raise ValueError(f"merge into {uri}: keys {list(spec.keys)} must be columns of the source; missing {missing} (source columns {source.columns})")
 
 
 def check_write_args(uri: str, mode: str, replace_where: dict[str, list] | None, schema_mode: str | None) -> None:
@@ -178,7 +184,8 @@ def choose_engine(spark: SparkSession, configured: str) -> str:
     if configured == "jvm" and not available:
         raise EngineUnavailableError(
             f"config key 'delta.engine' is 'jvm' but {reason}; start Spark with the Delta jars "
-            "(e.g. --packages io.delta:delta-spark_2.13:4.0.0 and the Delta session extension) "
+            "(`make setup` fetches them into .jvm/jars; elsewhere --packages io.delta:delta-spark_2.13:4.4.0 "
+            "and the Delta session extension) "
             "or set delta.engine to 'rs' or 'auto'"
         )
     return "jvm" if available else "rs"

@@ -11,7 +11,9 @@ Options (all strings): ``uri`` (required; ``path`` is reserved by Spark), ``vers
 pushed-down filters on partition columns prune files too). Write only: ``partition_by`` (JSON
 list), ``replace_where`` (JSON ``{"column": [values]}``), ``schema_mode`` ("merge"),
 ``commit_metadata`` (JSON object), ``write_id``, ``read_version``, ``target_file_rows``,
-``remove_files`` (JSON list of log entries removed in the same commit: a file rewrite).
+``remove_files`` (JSON list of log entries removed in the same commit: a file rewrite),
+``read_scope`` (JSON :class:`~carelake.delta.conflicts.ReadScope`: what the writer read, for
+conflict checks).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
+from carelake.delta.conflicts import ReadScope
 from carelake.delta.errors import DeltaLayerError
 from carelake.delta.files import DataFile, PartitionedFileWriter, delete_files, read_file
 from carelake.delta.log import WriteRequest, add_actions, commit_write, file_uri, open_table
@@ -112,6 +115,7 @@ class CarelakeDataSource(DataSource):
             read_version=int(read_version) if read_version not in (None, "") else None,
             storage_options=decode_options(options.get("storage_options")),
             remove_files=_json_option(options, "remove_files", []),
+            read_scope=ReadScope.from_json(options.get("read_scope")) if options.get("read_scope") else None,
         )
         target = int(options.get("target_file_rows") or DEFAULT_TARGET_FILE_ROWS)
         return DeltaArrowWriter(request, target, _file_partitioning(request))

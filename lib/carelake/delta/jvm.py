@@ -13,37 +13,38 @@ from typing import Any
 
 from pyspark.sql import DataFrame
 
-from carelake.delta.api import CommitResult, DeltaTables, check_write_args, history_entry
+from carelake.delta.api import (
+    CommitResult,
+    DeltaTables,
+    check_merge_args,
+    check_write_args,
+    history_entry,
+)
+from carelake.delta.audit import audited
 from carelake.delta.errors import DeltaConflictError, TableNotFoundError
 from carelake.delta.log import add_actions, open_table
+from carelake.delta.spec import MergeSpec, Rows
 from carelake.delta.storage import storage_options
-from carelake.privacy.audit import audited
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
+CONFLICT_EXCEPTIONS = (
+    "ConcurrentAppendException", "ConcurrentDeleteDeleteException", "ConcurrentDeleteReadException",
+    "ConcurrentTransactionException", "ConcurrentWriteException", "DeltaConcurrentModificationException",
+    "MetadataChangedException", "ProtocolChangedException",
+)
 
 
-def _sql_literal(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return "'" + str(value).replace("'", "''") + "'"
+@contextmanager
+def conflicts_raised(uri: str) -> Iterator[None]:
+    """Delta's concurrent-modification exceptions as :class:`DeltaConflictError`."""
+    import delta.exceptions as delta_errors
 
-
-def replace_where_sql(replace_where: dict[str, list]) -> str:
-    """``{"m": ["2024-01"], "b": [3, 5]}`` as ``m IN ('2024-01') AND b IN (3, 5)``."""
-    parts = []
-    for column, values in replace_where.items():
-        present = [v for v in values if v is not None]
-        terms = []
-        if present:
-            terms.append(f"`{column}` IN ({', '.join(_sql_literal(v) for v in present)})")
-        if len(present) < len(values):
-            terms.append(f"`{column}` IS NULL")
-        parts.append("(" + " OR ".join(terms) + ")")
-    return " AND ".join(parts)
+    # delta-spark's concurrent-modification errors share no Python base class.
+    conflicts = tuple(getattr(delta_errors, name) for name in CONFLICT_EXCEPTIONS)
+    try:
+        yield
+    except conflicts as exc:
+        raise DeltaConflictError(uri, f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
 
 
 class JvmTables(DeltaTables):
@@ -81,12 +82,13 @@ class JvmTables(DeltaTables):
                     return int(metrics[name])
             return None
 
+        merge = row["operation"] == "MERGE"
         return CommitResult(
             version=int(row["version"]),
             operation=str(row["operation"]),
-            files_added=metric("numFiles", "numAddedFiles", "numTargetFilesAdded", "numRestoredFiles") or 0,
-            files_removed=metric("numRemovedFiles", "numTargetFilesRemoved") or 0,
-            rows_inserted=metric("numOutputRows", "numTargetRowsInserted"),
+            files_added=metric("numTargetFilesAdded", "numFiles", "numAddedFiles", "numRestoredFiles") or 0,
+            files_removed=metric("numTargetFilesRemoved", "numRemovedFiles") or 0,
+            rows_inserted=metric("numTargetRowsInserted") if merge else metric("numOutputRows"),
             rows_updated=metric("numTargetRowsUpdated", "numUpdatedRows"),
             rows_deleted=metric("numTargetRowsDeleted", "numDeletedRows"),
         )
@@ -97,13 +99,15 @@ class JvmTables(DeltaTables):
 
         return bool(DeltaTable.isDeltaTable(self.spark, uri))
 
-    def read(self, uri: str, version: int | None = None) -> DataFrame:
-        """The table at ``version`` (latest when None)."""
+    def read(self, uri: str, version: int | None = None, timestamp: str | None = None) -> DataFrame:
+        """The table at ``version`` or ``timestamp`` (latest when both are None)."""
         if not self.exists(uri):
             raise TableNotFoundError(uri)
         reader = self.spark.read.format("delta")
         if version is not None:
             reader = reader.option("versionAsOf", version)
+        elif timestamp is not None:
+            reader = reader.option("timestampAsOf", timestamp)
         return reader.load(uri)
 
     def write(
@@ -123,47 +127,45 @@ class JvmTables(DeltaTables):
         if partition_by:
             writer = writer.partitionBy(*partition_by)
         if replace_where:
-            writer = writer.option("replaceWhere", replace_where_sql(replace_where))
+            writer = writer.option("replaceWhere", Rows.where(replace_where).sql("spark"))
         if schema_mode == "merge":
             writer = writer.option("mergeSchema", "true")
         if commit_metadata:
             writer = writer.option("userMetadata", json.dumps(commit_metadata, sort_keys=True))
-        writer.save(uri)
+        with conflicts_raised(uri):
+            writer.save(uri)
         return self._last_commit(uri)
 
     def merge(
         self,
         source: DataFrame,
         uri: str,
-        keys: list[str],
-        update: bool = True,
-        insert: bool = True,
+        spec: MergeSpec,
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
     ) -> CommitResult:
-        """Upsert by ``keys`` with Delta MERGE on executors; creates the table when absent."""
+        """Delta MERGE on executors as ``spec`` says; creates the table when absent."""
+        check_merge_args(source, uri, spec)
         commit_metadata = audited(commit_metadata)
         if not self.exists(uri):
             result = self.write(source, uri, "append", partition_by, commit_metadata=commit_metadata)
             return CommitResult(result.version, "MERGE", result.files_added, 0, result.rows_inserted, 0, 0)
-        condition = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        builder = self._delta(uri).alias("t").merge(source.alias("s"), condition)
-        if update:
-            builder = builder.whenMatchedUpdateAll()
-        if insert:
+        builder = self._delta(uri).alias("t").merge(source.alias("s"), spec.on_sql("spark"))
+        if spec.update:
+            builder = builder.whenMatchedUpdateAll(condition=spec.update_condition_sql("spark"))
+        if spec.insert:
             builder = builder.whenNotMatchedInsertAll()
-        with self._user_metadata(commit_metadata):
-            try:
-                builder.execute()
-            except Exception as exc:
-                if "Concurrent" in type(exc).__name__ or "ConcurrentModification" in str(exc):
-                    raise DeltaConflictError(uri, str(exc).splitlines()[0]) from exc
-                raise
+        if spec.delete_unmatched is not False:
+            builder = builder.whenNotMatchedBySourceDelete(condition=spec.delete_condition_sql("spark"))
+        with self._user_metadata(commit_metadata), conflicts_raised(uri):
+            builder.execute()
         return self._last_commit(uri)
 
-    def delete(self, uri: str, predicate: str) -> CommitResult:
-        """Delete rows matching ``predicate`` (Spark SQL)."""
-        self._delta(uri).delete(predicate)
+    def delete(self, uri: str, rows: Rows) -> CommitResult:
+        """Delete ``rows`` (Delta DELETE on executors)."""
+        table = self._delta(uri)
+        with conflicts_raised(uri):
+            table.delete(rows.column())
         return self._last_commit(uri)
 
     def history(self, uri: str, limit: int | None = None) -> list[dict]:
@@ -189,7 +191,8 @@ class JvmTables(DeltaTables):
     def optimize(self, uri: str, zorder_by: list[str] | None = None) -> dict:
         """OPTIMIZE (ZORDER BY) through DeltaTable.optimize(); returns its metrics row."""
         builder = self._delta(uri).optimize()
-        frame = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
+        with conflicts_raised(uri):
+            frame = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
         return frame.collect()[0].asDict(recursive=True)
 
     def vacuum(self, uri: str, retention_hours: int) -> list[str]:
@@ -207,5 +210,15 @@ class JvmTables(DeltaTables):
 
     def restore(self, uri: str, version: int) -> CommitResult:
         """RESTORE to ``version`` as a new commit."""
-        self._delta(uri).restoreToVersion(version)
+        table = self._delta(uri)
+        with conflicts_raised(uri):
+            table.restoreToVersion(version)
+        return self._last_commit(uri)
+
+    def set_properties(self, uri: str, properties: dict[str, str]) -> CommitResult:
+        """ALTER TABLE ... SET TBLPROPERTIES (e.g. ``delta.isolationLevel``)."""
+        self._delta(uri)
+        pairs = ", ".join(f"'{k}' = '{v}'" for k, v in properties.items())
+        with conflicts_raised(uri):
+            self.spark.sql(f"ALTER TABLE delta.`{uri}` SET TBLPROPERTIES ({pairs})")
         return self._last_commit(uri)

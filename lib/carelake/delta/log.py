@@ -19,6 +19,10 @@ from deltalake.exceptions import TableNotFoundError as RsTableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 from pyspark.sql.types import StructType
 
+from carelake.delta.conflicts import (
+    ReadScope,
+    check_winners,
+)
 from carelake.delta.errors import DeltaConflictError, SchemaMismatchError, TableNotFoundError
 from carelake.delta.faults import hold_point
 from carelake.delta.files import DataFile
@@ -92,15 +96,31 @@ class WriteRequest:
     read_version: int | None
     storage_options: dict[str, str]
     remove_files: list[dict[str, Any]] = field(default_factory=list)
+    # What the writer read besides the files it replaces (merge, delete); None: derived from mode.
+    read_scope: ReadScope | None = None
+
+    def scope(self, table: DeltaTable) -> ReadScope:
+        """What this write read at its read version: an overwrite reads what it replaces, a
+        rewrite what its caller says, a plain append nothing."""
+        if self.read_scope is not None:
+            return self.read_scope
+        if self.mode == "overwrite" and self.replace_where:
+            files = [f for f in add_actions(table) if _replaced(f, self.replace_where)]
+            combos = _partition_combinations(self.replace_where)
+            return ReadScope.of_partitions(combos, [f["path"] for f in files])
+        if self.mode == "overwrite":
+            return ReadScope(whole=True, files=frozenset(f["path"] for f in add_actions(table)))
+        return ReadScope(files=frozenset(f["path"] for f in self.remove_files))
 
 
 def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
     """Commit ``files`` as ONE Delta transaction: create, append, overwrite or replace partitions.
 
     ``request.remove_files`` (log entries: path, size, partition_values) are removed in the
-    same append transaction: a rewrite of those files. Conflicting concurrent commits raise
-    :class:`DeltaConflictError`; appends that do not conflict are retried by delta-rs so nothing
-    is lost.
+    same transaction: a rewrite of those files. The files an overwrite replaces are the ones of
+    its read version, so a concurrent blind append survives it as Delta's own engine does.
+    Commits that won since the read version are checked as Delta checks them
+    (:mod:`carelake.delta.conflicts`); a conflicting one raises :class:`DeltaConflictError`.
     """
     adds = [
         AddAction(f.path, f.size, f.partition_values, f.modification_time, True, f.stats)
@@ -111,7 +131,7 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
     hold_point("before-commit", request.uri)
     try:
         if not table_exists(request.uri, request.storage_options):
-            metadata = _metadata(request, len(adds), 0, rows)
+            metadata = _metadata(request, len(adds), 0, rows, blind=True)
             create_table_with_add_actions(
                 request.uri,
                 delta_schema_from_spark(schema),
@@ -123,41 +143,83 @@ def commit_write(request: WriteRequest, files: list[DataFile]) -> None:
             )
             hold_point("after-commit", request.uri)
             return
-        table = open_table(request.uri, request.storage_options, request.read_version)
-        partition_by = _check_partitioning(request, table)
-        if _add_new_columns(request, table, schema):
-            # The schema change is its own commit: write against the table it made.
-            table = open_table(request.uri, request.storage_options)
-        removed = _files_replaced(request, table) if request.mode == "overwrite" else len(request.remove_files)
-        now = int(time.time() * 1000)
-        removes = [
-            RemoveAction(unquote(f["path"]), True, now, f.get("size"), f.get("partition_values"))
-            for f in request.remove_files
-        ]
-        filters = (
-            [(c, "in", [v for v in values]) for c, values in request.replace_where.items()]
-            if request.replace_where
-            else None
-        )
-        table.create_write_transaction(
-            [*adds, *removes],
-            request.mode,
-            table.schema(),
-            partition_by,
-            filters,
-            commit_properties=CommitProperties(custom_metadata=_metadata(request, len(adds), removed, rows)),
-        )
+        read = open_table(request.uri, request.storage_options, request.read_version)
+        _check_partitioning(request, read)
+        scope = request.scope(read)
+        removes = _removes(request, read)
+        base = read.version()
+        if _add_new_columns(request, read, schema):
+            # The schema change is this writer's own commit: check the winners before it, then
+            # go on from it.
+            schema_version = open_table(request.uri, request.storage_options).version()
+            check_winners(request.uri, request.storage_options, base, schema_version - 1, scope)
+            base = schema_version
+        metadata = _metadata(request, len(adds), len(removes), rows, blind=scope.blind and not removes)
+        _commit_checked(request, base, scope, [*adds, *removes], metadata)
     except CommitFailedError as exc:
         raise DeltaConflictError(request.uri, str(exc).splitlines()[0]) from exc
     hold_point("after-commit", request.uri)
 
 
-def _metadata(request: WriteRequest, added: int, removed: int, rows: int) -> dict[str, Any]:
+# A conflict-free commit that lost the race for its version re-checks the new winners and
+# tries the next version, this many times.
+MAX_COMMIT_ATTEMPTS = 50
+
+
+def _commit_checked(
+    request: WriteRequest, base: int, scope: ReadScope, actions: list, metadata: dict[str, Any]
+) -> None:
+    """Check the winners since ``base``, then commit ``actions`` at exactly the next version;
+    when another writer took it, check the new winner(s) and try again."""
+    checked = base
+    for _ in range(MAX_COMMIT_ATTEMPTS):
+        latest = open_table(request.uri, request.storage_options)
+        check_winners(request.uri, request.storage_options, checked, latest.version(), scope)
+        checked = latest.version()
+        try:
+            latest.create_write_transaction(
+                actions,
+                "append",
+                latest.schema(),
+                list(latest.metadata().partition_columns),
+                commit_properties=CommitProperties(custom_metadata=metadata, max_commit_retries=0),
+            )
+            return
+        except CommitFailedError:
+            if open_table(request.uri, request.storage_options).version() == checked:
+                raise
+    raise DeltaConflictError(request.uri, f"no free version after {MAX_COMMIT_ATTEMPTS} attempts")
+
+
+def _removes(request: WriteRequest, read: DeltaTable) -> list[RemoveAction]:
+    """Remove actions for the files this write replaces, as of its read version."""
+    if request.mode == "overwrite":
+        entries = [f for f in add_actions(read) if not request.replace_where or _replaced(f, request.replace_where)]
+    else:
+        entries = request.remove_files
+    now = int(time.time() * 1000)
+    return [RemoveAction(unquote(f["path"]), True, now, f.get("size"), f.get("partition_values")) for f in entries]
+
+
+def _replaced(file: dict[str, Any], replace_where: dict[str, list[str | None]]) -> bool:
+    return all(file["partition_values"].get(c) in set(v) for c, v in replace_where.items())
+
+
+def _partition_combinations(replace_where: dict[str, list[str | None]]) -> list[dict[str, str | None]]:
+    combos: list[dict[str, str | None]] = [{}]
+    for column, values in replace_where.items():
+        combos = [{**c, column: v} for c in combos for v in values]
+    return combos
+
+
+def _metadata(request: WriteRequest, added: int, removed: int, rows: int, blind: bool) -> dict[str, Any]:
     metrics = {"files_added": added, "files_removed": removed, "rows_inserted": rows}
     return {
         **request.commit_metadata,
         WRITE_ID_KEY: request.write_id,
         METRICS_KEY: json.dumps(metrics),
+        # Read by Delta's conflict checkers (ours and delta-spark's): a blind append reads nothing.
+        "isBlindAppend": blind,
     }
 
 
@@ -197,14 +259,3 @@ def _add_new_columns(request: WriteRequest, table: DeltaTable, incoming: StructT
             commit_properties=CommitProperties(custom_metadata={**request.commit_metadata}),
         )
     return bool(new_fields)
-
-
-def _files_replaced(request: WriteRequest, table: DeltaTable) -> int:
-    files = add_actions(table)
-    if not request.replace_where:
-        return len(files)
-    return sum(
-        1
-        for f in files
-        if all(f["partition_values"].get(c) in set(v) for c, v in request.replace_where.items())
-    )

@@ -1,30 +1,36 @@
 """The ``rs`` engine: Spark computes, delta-rs keeps the Delta log.
 
 Writes and reads go through the ``carelake`` data source (executors write and read Parquet,
-one Delta commit per write). Merge, delete, optimize, vacuum and restore run delta-rs in the
-driver process.
-
-Merge: up to ``delta.merge_in_spark_rows`` target rows (default 2,000,000), the source is
-collected to Arrow in the driver and delta-rs merges there. Larger tables merge in Spark
-(:mod:`carelake.delta.spark_merge`): the target files that can match are found from the log
-(partition values, then min/max key statistics), joined with the source on executors and
-rewritten; their removal and the new files are ONE commit against the snapshot read. That path
-assumes unique keys in the source (as MERGE does) but does not check it.
+one Delta commit per write). Merge and delete run in Spark (:mod:`carelake.delta.spark_merge`):
+the target files that can match are found from the log (partition values, then min/max key
+statistics), read and rewritten on executors; their removal and the new files are ONE commit
+against the snapshot read, checked against concurrent commits as Delta's own engine checks them
+(:mod:`carelake.delta.conflicts`). Optimize, vacuum and restore run delta-rs in the driver.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import uuid
 from typing import Any
 
-from deltalake import CommitProperties, DeltaTable
+from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from carelake.delta import spark_merge
-from carelake.delta.api import CommitResult, DeltaTables, check_write_args, history_entry
+from carelake.delta.api import (
+    CommitResult,
+    DeltaTables,
+    check_merge_args,
+    check_write_args,
+    history_entry,
+)
+from carelake.delta.audit import audited
+from carelake.delta.conflicts import ReadScope
 from carelake.delta.datasource import FORMAT
 from carelake.delta.errors import (
     DeltaConflictError,
@@ -33,22 +39,26 @@ from carelake.delta.errors import (
     TableNotFoundError,
 )
 from carelake.delta.log import METRICS_KEY, WRITE_ID_KEY, add_actions, open_table, table_exists
+from carelake.delta.spec import MergeSpec, Rows
 from carelake.delta.storage import encode_options, storage_options
 from carelake.delta.types import spark_schema_from_delta
-from carelake.privacy.audit import audited
 
 FILTER_PUSHDOWN_CONF = "spark.sql.python.filterPushdown.enabled"
 # How far back write() looks for its own commit (other writers may commit meanwhile).
 HISTORY_SEARCH_DEPTH = 1000
-# Above this many target rows (config delta.merge_in_spark_rows), merges run in Spark and
-# rewrite only candidate files instead of collecting the source into the driver for delta-rs.
-MERGE_IN_SPARK_ROWS = 2_000_000
 
 
 class RsTables(DeltaTables):
     """Delta tables through the ``carelake`` data source and delta-rs."""
 
     engine = "rs"
+
+    def _activate(self) -> None:
+        """Make this session the JVM thread's active one: Spark looks Python data sources up in
+        the active session, and a thread other than the one that built it has none."""
+        jvm = getattr(self.spark, "_jvm", None)
+        if jvm is not None:
+            jvm.org.apache.spark.sql.SparkSession.setActiveSession(self.spark._jsparkSession)
 
     @property
     def _options(self) -> dict[str, str]:
@@ -61,12 +71,14 @@ class RsTables(DeltaTables):
         """True when a Delta log exists at ``uri``."""
         return table_exists(uri, self._options)
 
-    def read(self, uri: str, version: int | None = None, partition_filter: dict[str, list] | None = None) -> DataFrame:
-        """The table at ``version`` (latest when None); ``partition_filter`` ({column: [values]})
-        skips files of other partitions. Filters on partition columns are pushed down too when
-        ``spark.sql.python.filterPushdown.enabled`` is on."""
+    def read(self, uri: str, version: int | None = None, timestamp: str | None = None) -> DataFrame:
+        """The table at ``version`` or ``timestamp`` (latest when both are None). Filters on
+        partition columns are pushed down when ``spark.sql.python.filterPushdown.enabled`` is on."""
         if not self.exists(uri):
             raise TableNotFoundError(uri)
+        if version is None and timestamp is not None:
+            version = self._version_at(uri, timestamp)
+        self._activate()
         reader = (
             self.spark.read.format(FORMAT)
             .option("uri", uri)
@@ -76,9 +88,19 @@ class RsTables(DeltaTables):
         )
         if version is not None:
             reader = reader.option("version", str(version))
-        if partition_filter:
-            reader = reader.option("partition_filter", json.dumps(partition_filter, default=str))
         return reader.load()
+
+    def _version_at(self, uri: str, timestamp: str) -> int:
+        """The last version committed at or before ``timestamp`` (ISO text, UTC when naive)."""
+        moment = dt.datetime.fromisoformat(timestamp)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=dt.timezone.utc)
+        table = self._table(uri)
+        try:
+            table.load_as_version(moment)
+        except Exception as exc:
+            raise DeltaLayerError(f"read {uri} as of {timestamp}: {str(exc).splitlines()[0]}") from exc
+        return table.version()
 
     def write(
         self,
@@ -109,6 +131,7 @@ class RsTables(DeltaTables):
     def _save(self, df: DataFrame, uri: str, mode: str, options: dict[str, str]) -> CommitResult:
         """Write ``df`` through the data source with ``options``; the commit it made."""
         write_id = uuid.uuid4().hex
+        self._activate()
         writer = (
             df.write.format(FORMAT)
             .mode(mode)
@@ -155,116 +178,107 @@ class RsTables(DeltaTables):
         self,
         source: DataFrame,
         uri: str,
-        keys: list[str],
-        update: bool = True,
-        insert: bool = True,
+        spec: MergeSpec,
         partition_by: list[str] | None = None,
         commit_metadata: dict[str, str] | None = None,
-        update_condition: str | None = None,
     ) -> CommitResult:
-        """Upsert ``source`` by ``keys`` with delta-rs merge in the driver (see module notes)."""
+        """Merge on executors, rewriting only the target files that can match (see
+        :mod:`spark_merge`); one commit, checked against concurrent ones as Delta checks."""
+        check_merge_args(source, uri, spec)
         commit_metadata = audited(commit_metadata)
-        missing = [k for k in keys if k not in source.columns]
-        if not keys or missing:
-            raise ValueError(f"merge into {uri}: keys {keys} must be non-empty columns of the source; missing {missing} (source columns {source.columns})")
         if not self.exists(uri):
             result = self.write(source, uri, "append", partition_by, commit_metadata=commit_metadata)
             return CommitResult(result.version, "MERGE", result.files_added, 0, result.rows_inserted, 0, 0)
         table = self._table(uri)
-        target_rows = sum(f["num_records"] or 0 for f in add_actions(table))
-        if target_rows > int(self.config.section("delta").get("merge_in_spark_rows", MERGE_IN_SPARK_ROWS)):
-            return self._merge_in_spark(source, uri, table, keys, update, insert, commit_metadata, update_condition)
-        predicate = " AND ".join(f"t.{k} = s.{k}" for k in keys)
-        merger = table.merge(
-            source.toArrow(),
-            predicate,
-            source_alias="s",
-            target_alias="t",
-            streamed_exec=False,
-            commit_properties=CommitProperties(custom_metadata=dict(commit_metadata or {})),
-        )
-        if update:
-            merger = merger.when_matched_update_all(predicate=update_condition)
-        if insert:
-            merger = merger.when_not_matched_insert_all()
-        try:
-            metrics = merger.execute()
-        except CommitFailedError as exc:
-            raise DeltaConflictError(uri, str(exc).splitlines()[0]) from exc
-        return CommitResult(
-            version=table.version(),
-            operation="MERGE",
-            files_added=int(metrics.get("num_target_files_added", 0)),
-            files_removed=int(metrics.get("num_target_files_removed", 0)),
-            rows_inserted=int(metrics.get("num_target_rows_inserted", 0)),
-            rows_updated=int(metrics.get("num_target_rows_updated", 0)),
-            rows_deleted=int(metrics.get("num_target_rows_deleted", 0)),
-        )
-
-    def _merge_in_spark(
-        self,
-        source: DataFrame,
-        uri: str,
-        table: DeltaTable,
-        keys: list[str],
-        update: bool,
-        insert: bool,
-        commit_metadata: dict[str, str] | None,
-        update_condition: str | None,
-    ) -> CommitResult:
-        """Merge on executors, rewriting only candidate files (see :mod:`spark_merge`)."""
         columns = spark_schema_from_delta(table.schema()).fieldNames()
         missing = [c for c in columns if c not in source.columns]
         if missing:
             raise SchemaMismatchError(f"merge into {uri}: source lacks table columns {missing}")
         source = source.select(*columns)
+        keys = list(spec.keys)
         partition_columns = list(table.metadata().partition_columns)
-        candidates = spark_merge.candidate_files(
-            add_actions(table),
-            partition_columns,
-            spark_merge.source_partitions(source, partition_columns, keys),
-            keys[0],
-            spark_merge.key_range(source, keys[0]),
-        )
+        files = add_actions(table)
+        if spec.delete_unmatched is not False:
+            candidates = files  # any target row may be deleted
+        else:
+            candidates = spark_merge.candidate_files(
+                files,
+                partition_columns,
+                spark_merge.source_partitions(source, partition_columns, keys),
+                keys[0],
+                spark_merge.key_range(source, keys[0]),
+            )
+        # What a MERGE read is the whole table, as delta-spark counts it (a concurrent append
+        # anywhere conflicts), however few files it rewrites.
+        scope = ReadScope(whole=True, files=frozenset(f["path"] for f in files))
         read_version = table.version()
-        target = (
-            self.spark.read.format(FORMAT)
-            .option("uri", uri)
-            .option("version", str(read_version))
-            .option("storage_options", encode_options(self._options))
-            .option("files", json.dumps([f["path"] for f in candidates]))
-            .load()
-        )
+        target = self._read_files(uri, read_version, [f["path"] for f in candidates])
         matched, unmatched = spark_merge.match_counts(target, source, keys)
-        rewritten, appended = spark_merge.merged_rows(target, source, keys, update, insert, update_condition)
-        options = {"commit_metadata": json.dumps(commit_metadata or {}), "read_version": str(read_version)}
-        if update and candidates:
-            removes = [{k: f[k] for k in ("path", "size", "partition_values")} for f in candidates]
-            options["remove_files"] = json.dumps(removes)
+        rewritten, appended, deleted = spark_merge.merged_rows(target, source, spec)
+        options = {
+            "commit_metadata": json.dumps(commit_metadata or {}),
+            "read_version": str(read_version),
+            "read_scope": scope.to_json(),
+        }
+        rewrites = spec.update or spec.delete_unmatched is not False
+        if rewrites and candidates:
+            options["remove_files"] = json.dumps([{k: f[k] for k in ("path", "size", "partition_values")} for f in candidates])
         result = self._save(rewritten.unionByName(appended), uri, "append", options)
         return CommitResult(
             version=result.version,
             operation="MERGE",
             files_added=result.files_added,
             files_removed=result.files_removed,
-            rows_inserted=unmatched if insert else 0,
-            rows_updated=matched if update else 0,
-            rows_deleted=0,
+            rows_inserted=unmatched if spec.insert else 0,
+            rows_updated=matched if spec.update else 0,
+            rows_deleted=deleted,
         )
 
-    def delete(self, uri: str, predicate: str) -> CommitResult:
-        """Delete rows matching ``predicate`` (delta-rs SQL)."""
+    def _read_files(self, uri: str, version: int, paths: list[str]) -> DataFrame:
+        """Only the files ``paths`` of the table at ``version``."""
+        self._activate()
+        return (
+            self.spark.read.format(FORMAT)
+            .option("uri", uri)
+            .option("version", str(version))
+            .option("storage_options", encode_options(self._options))
+            .option("files", json.dumps(paths))
+            .load()
+        )
+
+    def delete(self, uri: str, rows: Rows) -> CommitResult:
+        """Delete ``rows`` on executors: the files that can hold them (by partition values when
+        ``rows`` names only partition columns) are rewritten without them, in one commit."""
         table = self._table(uri)
-        try:
-            metrics = table.delete(predicate)
-        except CommitFailedError as exc:
-            raise DeltaConflictError(uri, str(exc).splitlines()[0]) from exc
+        read_version = table.version()
+        partition_columns = list(table.metadata().partition_columns)
+        files = add_actions(table)
+        by_partition = set(rows.columns) <= set(partition_columns)
+        candidates = [f for f in files if not by_partition or rows.matches(f["partition_values"])]
+        target = self._read_files(uri, read_version, [f["path"] for f in candidates])
+        doomed = F.coalesce(rows.column(), F.lit(False))
+        deleted = target.where(doomed).count() if candidates else 0
+        if not deleted:
+            return CommitResult(version=read_version, operation="DELETE", files_added=0, files_removed=0, rows_deleted=0)
+        paths = [f["path"] for f in candidates]
+        scope = (
+            ReadScope.of_partitions([dict(f["partition_values"]) for f in candidates], paths)
+            if by_partition
+            else ReadScope(whole=True, files=frozenset(paths))
+        )
+        options = {
+            "commit_metadata": json.dumps(audited(None)),
+            "read_version": str(read_version),
+            "read_scope": scope.to_json(),
+            "remove_files": json.dumps([{k: f[k] for k in ("path", "size", "partition_values")} for f in candidates]),
+        }
+        result = self._save(target.where(~doomed), uri, "append", options)
         return CommitResult(
-            version=table.version(),
+            version=result.version,
             operation="DELETE",
-            files_added=int(metrics.get("num_added_files", 0)),
-            files_removed=int(metrics.get("num_removed_files", 0)),
-            rows_deleted=int(metrics.get("num_deleted_rows", 0)),
+            files_added=result.files_added,
+            files_removed=result.files_removed,
+            rows_deleted=deleted,
         )
 
     def history(self, uri: str, limit: int | None = None) -> list[dict]:
@@ -296,10 +310,19 @@ class RsTables(DeltaTables):
             retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False
         )
 
+    def set_properties(self, uri: str, properties: dict[str, str]) -> CommitResult:
+        """Set table properties (a metadata commit)."""
+        table = self._table(uri)
+        table.alter.set_table_properties(dict(properties), raise_if_not_exists=False)
+        return CommitResult(version=table.version(), operation="SET TBLPROPERTIES", files_added=0, files_removed=0)
+
     def restore(self, uri: str, version: int) -> CommitResult:
         """Restore ``version`` as a new commit."""
         table = self._table(uri)
-        metrics = table.restore(version)
+        try:
+            metrics = table.restore(version)
+        except CommitFailedError as exc:
+            raise DeltaConflictError(uri, str(exc).splitlines()[0]) from exc
         return CommitResult(
             version=table.version(),
             operation="RESTORE",

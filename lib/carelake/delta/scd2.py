@@ -34,6 +34,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from carelake.delta.spec import MergeSpec
+
 if TYPE_CHECKING:
     from carelake.delta import CommitResult, DeltaTables
 
@@ -270,4 +272,4 @@ def apply_scd2(
         return None
     if not tables.exists(uri):
         return tables.write(plan, uri, mode="append", commit_metadata=commit_metadata)
-    return tables.merge(plan, uri, keys=[*key, VALID_FROM], commit_metadata=commit_metadata)
+    return tables.merge(plan, uri, MergeSpec((*key, VALID_FROM)), commit_metadata=commit_metadata)

@@ -13,6 +13,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from carelake.delta.spec import MergeSpec, Rows
 from carelake.delta.types import format_partition_value
 
 
@@ -65,38 +66,46 @@ def key_range(source: DataFrame, key: str) -> tuple[Any, Any]:
     return row["low"], row["high"]
 
 
-def merged_rows(
-    target: DataFrame,
-    source: DataFrame,
-    keys: list[str],
-    update: bool,
-    insert: bool,
-    update_condition: str | None = None,
-) -> tuple[DataFrame, DataFrame]:
-    """(new content of the candidate files, rows to add without touching files).
+def merged_rows(target: DataFrame, source: DataFrame, spec: MergeSpec) -> tuple[DataFrame, DataFrame, int]:
+    """(new content of the candidate files, rows to add without touching files, rows deleted).
 
-    With ``update`` the candidates are rewritten: their rows not replaced, the matched source
-    rows that meet ``update_condition`` (SQL over aliases ``s`` and ``t``; all when None) and
-    (with ``insert``) the unmatched source rows. Without it nothing is rewritten and the
-    unmatched source rows are only appended.
+    When the merge updates or deletes, the candidates are rewritten: their rows neither replaced
+    nor deleted, the matched source rows that meet the update condition and (with insert) the
+    unmatched source rows. Otherwise nothing is rewritten and unmatched source rows are appended.
     """
+    keys = list(spec.keys)
+    nothing = source.limit(0)
     target_keys = target.select(*keys).distinct()
     inserts = source.join(target_keys, keys, "left_anti")
-    if not update:
-        return source.limit(0), inserts if insert else source.limit(0)
-    replaced = source.join(target_keys, keys, "left_semi").select(*keys)
-    if update_condition:
+    deletes = spec.delete_unmatched is not False
+    if not spec.update and not deletes:
+        return nothing, inserts if spec.insert else nothing, 0
+    condition = spec.update_condition_column()
+    if not spec.update:
+        replaced = nothing.select(*keys)
+    elif condition is None:
+        replaced = source.join(target_keys, keys, "left_semi").select(*keys)
+    else:
         on = [F.col(f"s.`{k}`") == F.col(f"t.`{k}`") for k in keys]
         replaced = (
-            source.alias("s").join(target.alias("t"), on).where(F.expr(update_condition))
+            source.alias("s").join(target.alias("t"), on).where(condition)
             .select(*[F.col(f"s.`{k}`").alias(k) for k in keys]).distinct()
         )
     kept = target.join(replaced, keys, "left_anti")
-    updates = source.join(replaced, keys, "left_semi")
-    rewritten = kept.unionByName(updates)
-    if insert:
+    deleted = 0
+    if deletes:
+        hit = "_carelake_matched"
+        flagged = kept.join(source.select(*keys).distinct().withColumn(hit, F.lit(True)), keys, "left")
+        doomed = F.col(hit).isNull()
+        if isinstance(spec.delete_unmatched, Rows):
+            doomed = doomed & F.coalesce(spec.delete_unmatched.column(), F.lit(False))
+        flagged = flagged.withColumn(hit, doomed).localCheckpoint(eager=True)
+        deleted = flagged.where(F.col(hit)).count()
+        kept = flagged.where(~F.col(hit)).drop(hit)
+    rewritten = kept.unionByName(source.join(replaced, keys, "left_semi"))
+    if spec.insert:
         rewritten = rewritten.unionByName(inserts)
-    return rewritten, source.limit(0)
+    return rewritten, nothing, deleted
 
 
 def match_counts(target: DataFrame, source: DataFrame, keys: list[str]) -> tuple[int, int]:

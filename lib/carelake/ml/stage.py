@@ -22,6 +22,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
 
 from carelake.config import Config
+from carelake.delta import MergeSpec
 from carelake.ml.models import MODELS, ModelSpec, model_frame
 from carelake.ml.tracking import CHAMPION, train_and_register, use_mlflow
 from carelake.ml.training import (
@@ -200,7 +201,7 @@ def run_score(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     scores_df = spark.createDataFrame(rows[["npi", "model_name", "model_version", "score", "as_of", "scored_at"]], SCORES_SCHEMA)
     uri = table_uri(config, "curated", SCORES_TABLE)
     meta = {"carelake.run_id": run_id, "carelake.provider_features_version": str(features_version)}
-    tables.merge(scores_df, uri, SCORES_KEYS, commit_metadata=meta)
+    tables.merge(scores_df, uri, MergeSpec(SCORES_KEYS), commit_metadata=meta)
     counts = summary.counts(SCORES_TABLE)
     counts.rows_in = counts.rows_valid = counts.rows_written = len(rows)
     counts.delta_version = tables.version(uri)

@@ -14,7 +14,7 @@ import logging
 from pyspark.sql import SparkSession
 
 from carelake.config import Config
-from carelake.delta import CommitResult, DeltaTables
+from carelake.delta import CommitResult, DeltaTables, MergeSpec, Rows
 from carelake.ingest.stage import INGEST_LOG_TABLE
 from carelake.privacy.restricted import restricted_table
 from carelake.process.stage import BATCHES_TABLE, QUARANTINE_TABLE
@@ -44,10 +44,6 @@ def restore_table(tables: DeltaTables, uri: str, version: int) -> CommitResult:
     return result
 
 
-def _quoted(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _merged_at(tables: DeltaTables, uri: str, batch_id: str) -> int | None:
     """The version whose commit merged ``batch_id`` into the processed table (the earliest one)."""
     versions = [
@@ -71,10 +67,10 @@ def _rollback_processed(tables: DeltaTables, uri: str, entity: str, batch_id: st
     if merged_at is not None and merged_at > 0:
         before = tables.read(uri, version=merged_at - 1)
         previous = before.join(mine.select(*keys), keys, "left_semi").localCheckpoint()
-    tables.delete(uri, f"_batch_id = {_quoted(batch_id)}")
+    tables.delete(uri, Rows.where(_batch_id=[batch_id]))
     restored = previous.count() if previous is not None else 0
     if restored:
-        tables.merge(previous, uri, keys=keys, commit_metadata=metadata)
+        tables.merge(previous, uri, MergeSpec(keys), commit_metadata=metadata)
     return {"rows_deleted": deleted, "rows_restored": restored}
 
 
@@ -87,7 +83,6 @@ def rollback_batch(spark: SparkSession, config: Config, tables: DeltaTables, bat
     batch when no table holds any. Curated tables are not touched: run the model stage after.
     """
     metadata = {ROLLED_BACK_KEY: batch_id}
-    quoted = _quoted(batch_id)
     report: dict[str, dict] = {}
     for entity in ENTITIES:
         # An entity's restricted identifiers table (if any) holds the same batches under the same keys.
@@ -97,19 +92,19 @@ def rollback_batch(spark: SparkSession, config: Config, tables: DeltaTables, bat
                 counts = _rollback_processed(tables, uri, entity, batch_id, metadata)
                 if counts["rows_deleted"]:
                     report[uri] = counts
-    deletes = [(table_uri(config, "raw", e), f"_batch_id = {quoted}") for e in ENTITIES]
+    deletes = [(table_uri(config, "raw", e), Rows.where(_batch_id=[batch_id])) for e in ENTITIES]
     deletes += [
-        (table_uri(config, "processed", QUARANTINE_TABLE), f"batch_id = {quoted}"),
-        (table_uri(config, "processed", BATCHES_TABLE), f"batch_id = {quoted}"),
+        (table_uri(config, "processed", QUARANTINE_TABLE), Rows.where(batch_id=[batch_id])),
+        (table_uri(config, "processed", BATCHES_TABLE), Rows.where(batch_id=[batch_id])),
         # Last: while the log still lists the files, an interrupted rollback can be run again.
-        (table_uri(config, "raw", INGEST_LOG_TABLE), f"batch_id = {quoted}"),
+        (table_uri(config, "raw", INGEST_LOG_TABLE), Rows.where(batch_id=[batch_id])),
     ]
-    for uri, predicate in deletes:
+    for uri, batch_rows in deletes:
         if not tables.exists(uri):
             continue
-        rows = tables.read(uri).where(predicate).count()
+        rows = tables.read(uri).where(batch_rows.column()).count()
         if rows:
-            tables.delete(uri, predicate)
+            tables.delete(uri, batch_rows)
             report[uri] = {"rows_deleted": rows, "rows_restored": 0}
     if not report:
         raise ValueError(f"rollback: no table under {config.root} holds rows of batch {batch_id!r}")

@@ -31,7 +31,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
 from carelake.config import Config
-from carelake.delta import DeltaTables
+from carelake.delta import DeltaTables, MergeSpec, Rows
 from carelake.privacy.restricted import restricted_table, split_identifiers
 from carelake.quality.gx import SuiteOutcome, SuiteRunner
 from carelake.quality.quarantine import (
@@ -58,8 +58,6 @@ from carelake.storage import filesystem_for, is_remote, join_uri, table_uri
 log = logging.getLogger(__name__)
 
 # A version that arrives in a later batch but is older at the source must not replace a newer one.
-LATEST_WINS = "coalesce(s.updated_at >= t.updated_at, true)"
-
 QUARANTINE_TABLE = "_quarantine"
 BATCHES_TABLE = "_batches"
 
@@ -156,17 +154,16 @@ def _process_entity(
         kept = canonical_columns(marked.where(F.col(DUPLICATE).isNull()), entity)
         if suites is not None:
             failed |= not _validate(suites, kept, entity, config, run_id, summary)
-        condition = LATEST_WINS if "updated_at" in kept.columns else None
+        # A late, older record of a key never overwrites the newer one already stored.
+        spec = MergeSpec(BUSINESS_KEYS[entity], update_if_newer="updated_at" if "updated_at" in kept.columns else None)
         kept, identifiers = split_identifiers(kept, entity)
         if identifiers is not None:
             # Direct identifiers go to their restricted table first: a crash between the two
             # merges leaves the batch unrecorded, and the rerun's merges are idempotent.
             pii_uri = table_uri(config, "processed", restricted_table(entity))
-            summary.tables[pii_uri] = tables.merge(
-                identifiers, pii_uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata, update_condition=condition
-            ).version
+            summary.tables[pii_uri] = tables.merge(identifiers, pii_uri, spec, commit_metadata=metadata).version
         uri = table_uri(config, "processed", entity)
-        result = tables.merge(kept, uri, keys=list(BUSINESS_KEYS[entity]), commit_metadata=metadata, update_condition=condition)
+        result = tables.merge(kept, uri, spec, commit_metadata=metadata)
         counts.rows_written = counts.rows_valid
         counts.delta_version = summary.tables[uri] = result.version
     else:
@@ -214,10 +211,9 @@ def _forget_unrecorded_quarantine(tables: DeltaTables, uri: str, entity: str, ba
     """Delete quarantine rows of these (not yet recorded) batches left by an interrupted run."""
     if not tables.exists(uri):
         return
-    ids = ", ".join("'" + b.replace("'", "''") + "'" for b in sorted(batch_rows))
-    predicate = f"entity = '{entity}' AND batch_id IN ({ids})"
-    if not tables.read(uri).where(predicate).isEmpty():
-        tables.delete(uri, predicate)
+    rows = Rows.where(entity=[entity], batch_id=sorted(batch_rows))
+    if not tables.read(uri).where(rows.column()).isEmpty():
+        tables.delete(uri, rows)
 
 
 def _validate(suites: SuiteRunner, kept: DataFrame, entity: str, config: Config, run_id: str, summary: StageSummary) -> bool:

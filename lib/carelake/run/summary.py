@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from carelake.config import Config
-from carelake.privacy.audit import current_actor
+from carelake.delta.audit import current_actor
 from carelake.storage import filesystem_for, join_uri
 
 
