@@ -50,9 +50,9 @@ RUN_COLUMNS = {"_batch_id", "_ingested_at", "batch_id", "run_id", "ingested_at",
 OVERRIDES = {
     "quality.great_expectations": False,
     "quality.max_quarantine_rate": 1.0,
-    # Every merge into an existing table takes the Spark path (rewrite files, one commit), as
-    # large tables do, so a merge can be stopped between its writes and its commit.
-    "delta.merge_in_spark_rows": 0,
+    # The hold points sit in the rs engine's commit (between its file writes and its commit);
+    # delta-spark's commit is one atomic put of the log entry with no such seam to stop at.
+    "delta.engine": "rs",
 }
 HOLD_TIMEOUT_S = 180
 
