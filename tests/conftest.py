@@ -22,6 +22,8 @@ TEST_SPARK_CONF = {
     "spark.sql.session.timeZone": "UTC",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",
+    # Delta rebuilds a snapshot in 50 tasks by default; the suite's tables are tiny.
+    "spark.databricks.delta.snapshotPartitions": "1",
 }
 
 

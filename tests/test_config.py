@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO
 
 from carelake.config import ConfigError, load_config
+from tests.conftest import REPO
 
 LOCAL = REPO / "conf" / "local.yaml"
 

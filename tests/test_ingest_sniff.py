@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.conftest import REPO
 
 from carelake.config import load_config
 from carelake.ingest import sniff_file
+from tests.conftest import REPO
 
 CONFIG = load_config(REPO / "conf" / "local.yaml", env={})
 A = CONFIG.sources["hospital_a"]

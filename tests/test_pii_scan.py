@@ -19,9 +19,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import StringType
 
 from carelake.config import Config
+from carelake.delta.audit import ACTOR_ENV, ACTOR_KEY
 from carelake.generate import generate
 from carelake.pipeline import run_pipeline
-from carelake.delta.audit import ACTOR_ENV, ACTOR_KEY
 from carelake.privacy.tokens import TOKEN_KEY_ENV
 from carelake.storage import table_uri
 
