@@ -8,6 +8,7 @@ delta-rs keeps the log). Tables written by either engine are standard Delta tabl
 from __future__ import annotations
 
 import json
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ from carelake.delta.errors import EngineUnavailableError
 from carelake.delta.spec import MergeSpec, Rows
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+log = logging.getLogger(__name__)
 WRITE_MODES = ("append", "overwrite")
 
 # Commit-info keys every engine writes itself; anything else in a history entry is the
@@ -188,6 +190,8 @@ def choose_engine(spark: SparkSession, configured: str) -> str:
             "and the Delta session extension) "
             "or set delta.engine to 'rs' or 'auto'"
         )
+    if not available:
+        log.warning("delta.engine auto: using the rs engine because %s (`make setup` fetches the Delta jars)", reason)
     return "jvm" if available else "rs"
 
 
