@@ -315,7 +315,10 @@ class WriterLock:
         if self._heartbeat is not None:
             self._heartbeat.join()
         if self._lost_to is None:
-            self._lost_to = self._backend.release()
+            try:
+                self._lost_to = self._backend.release()
+            except Exception as exc:  # the run's work is done; the lock lapses at its expiry
+                log.warning("could not release the writer lock at %s (it expires at %s): %s", self.uri, self.holder.expires, exc)
         self.check()
 
 
