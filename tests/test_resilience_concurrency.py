@@ -14,7 +14,7 @@ import pytest
 
 from carelake.config import Config
 from carelake.delta import DeltaConflictError, DeltaTables, MergeSpec
-from carelake.ops import retry_on_conflict
+from carelake.ops.retry import retry_on_conflict
 from carelake.storage import table_uri
 from tests.delta_engines import ENGINES, engine_tables, held, race
 

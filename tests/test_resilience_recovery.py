@@ -10,7 +10,7 @@ from carelake.cli import EXIT_OK, EXIT_USAGE, main
 from carelake.config import Config
 from carelake.delta import DeltaTables, open_tables
 from carelake.ingest import INGEST_LOG_TABLE
-from carelake.ops import restore_table, rollback_batch
+from carelake.ops.recovery import restore_table, rollback_batch
 from carelake.pipeline import run_pipeline
 from carelake.process import BATCHES_TABLE, QUARANTINE_TABLE
 from carelake.storage import table_uri

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from carelake.config import ConfigError, load_config
+from carelake.ops.lock import WriterLockError
 from carelake.spark import JavaError
 from carelake.storage import ObjectStoreError
 
@@ -116,7 +117,7 @@ def _run(args: argparse.Namespace, stages: Sequence[str]) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from carelake.delta import open_tables
-    from carelake.ops import restore_table
+    from carelake.ops.recovery import restore_table
     from carelake.spark import build_session
     from carelake.storage import ZONES, table_uri
 
@@ -142,7 +143,7 @@ def _restore(args: argparse.Namespace) -> int:
 
 def _rollback(args: argparse.Namespace) -> int:
     from carelake.delta import open_tables
-    from carelake.ops import rollback_batch
+    from carelake.ops.recovery import rollback_batch
     from carelake.spark import build_session
 
     config = load_config(args.conf)
@@ -219,6 +220,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"carelake: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ObjectStoreError as exc:
+        print(f"carelake: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except WriterLockError as exc:
         print(f"carelake: {exc}", file=sys.stderr)
         return EXIT_FAILED
 

@@ -24,7 +24,7 @@ from carelake.delta.audit import audited
 from carelake.delta.errors import DeltaConflictError, TableNotFoundError
 from carelake.delta.log import add_actions, open_table
 from carelake.delta.spec import MergeSpec, Rows
-from carelake.delta.storage import storage_options
+from carelake.delta.storage import rs_uri, storage_options
 
 USER_METADATA_CONF = "spark.databricks.delta.commitInfo.userMetadata"
 CONFLICT_EXCEPTIONS = (
@@ -181,8 +181,7 @@ class JvmTables(DeltaTables):
         """Live files at ``version``, read from the Delta log with delta-rs (the log is the
         standard one; delta-spark exposes no stable public file-listing API)."""
         self._delta(uri)
-        rs_uri = "s3://" + uri[len("s3a://"):] if uri.startswith("s3a://") else uri
-        table = open_table(rs_uri, storage_options(self.config), version)
+        table = open_table(rs_uri(uri), storage_options(self.config), version)
         return [
             {k: f[k] for k in ("path", "size", "partition_values", "num_records", "modification_time")}
             for f in add_actions(table)

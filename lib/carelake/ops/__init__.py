@@ -1,6 +1,3 @@
-"""Operations on a running lakehouse: restore a table by version, roll a batch back, retry on conflict."""
-
-from carelake.ops.recovery import ROLLED_BACK_KEY, restore_table, rollback_batch
-from carelake.ops.retry import retry_on_conflict
-
-__all__ = ["ROLLED_BACK_KEY", "restore_table", "retry_on_conflict", "rollback_batch"]
+"""Operations on a running lakehouse: restore a table by version, roll a batch back, retry on
+conflict, the writer lock. Import from the modules (``carelake.ops.recovery``, ``.retry``,
+``.lock``): recovery pulls in the stages, which a lock or retry user does not need."""
