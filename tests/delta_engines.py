@@ -7,10 +7,12 @@ snapshot, ``winner`` commits meanwhile, then the loser is released and tries to 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,27 @@ from carelake.delta.api import jvm_delta_available
 
 ENGINES = ("jvm", "rs")
 HOLD_TIMEOUT_S = 120.0
+# A small fact table with every type the engines must round-trip, and nulls.
+FACT_SCHEMA = "id long, service_month string, npi_bucket int, amount decimal(10,2), service_date date, active boolean"
+JAN = dt.date(2024, 1, 15)
+FEB = dt.date(2024, 2, 3)
+
+
+def typed_rows(spark, rows: list[tuple]) -> DataFrame:
+    """``rows`` as a DataFrame of :data:`FACT_SCHEMA`."""
+    return spark.createDataFrame(rows, FACT_SCHEMA)
+
+
+def fact_rows(spark) -> DataFrame:
+    """Three facts over two months and two buckets, one with null amount and flag."""
+    return typed_rows(
+        spark,
+        [
+            (1, "2024-01", 3, Decimal("10.50"), JAN, True),
+            (2, "2024-01", 5, Decimal("20.00"), JAN, False),
+            (3, "2024-02", 3, None, FEB, None),
+        ],
+    )
 
 
 def engine_tables(spark, config: Config, engine: str) -> DeltaTables:

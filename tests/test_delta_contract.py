@@ -24,32 +24,15 @@ from carelake.delta import (
 from carelake.delta.audit import current_actor
 from carelake.delta.scd2 import Scd2Spec, apply_scd2
 from carelake.storage import table_uri
-from tests.delta_engines import ENGINES, engine_tables
-
-SCHEMA = "id long, service_month string, npi_bucket int, amount decimal(10,2), service_date date, active boolean"
-JAN = dt.date(2024, 1, 15)
-FEB = dt.date(2024, 2, 3)
+from tests.delta_engines import ENGINES, FEB, JAN, engine_tables
+from tests.delta_engines import fact_rows as _facts
+from tests.delta_engines import typed_rows as _rows
 
 
 @pytest.fixture(params=ENGINES)
 def tables(request, spark, config: Config) -> DeltaTables:
     """The table API on each engine in turn."""
     return engine_tables(spark, config, request.param)
-
-
-def _rows(spark, rows: list[tuple]):
-    return spark.createDataFrame(rows, SCHEMA)
-
-
-def _facts(spark):
-    return _rows(
-        spark,
-        [
-            (1, "2024-01", 3, Decimal("10.50"), JAN, True),
-            (2, "2024-01", 5, Decimal("20.00"), JAN, False),
-            (3, "2024-02", 3, None, FEB, None),
-        ],
-    )
 
 
 def test_append_creates_then_appends_and_overwrite_replaces(spark, tables: DeltaTables, config: Config) -> None:

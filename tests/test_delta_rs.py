@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from decimal import Decimal
 
 import pyarrow as pa
@@ -19,27 +18,9 @@ from carelake.delta import (
     storage_options,
 )
 from carelake.storage import table_uri
-
-SCHEMA = "id long, service_month string, npi_bucket int, amount decimal(10,2), service_date date, active boolean"
-JAN = dt.date(2024, 1, 15)
-FEB = dt.date(2024, 2, 3)
-
-
-
-
-def _rows(spark, rows: list[tuple]):
-    return spark.createDataFrame(rows, SCHEMA)
-
-
-def _facts(spark):
-    return _rows(
-        spark,
-        [
-            (1, "2024-01", 3, Decimal("10.50"), JAN, True),
-            (2, "2024-01", 5, Decimal("20.00"), JAN, False),
-            (3, "2024-02", 3, None, FEB, None),
-        ],
-    )
+from tests.delta_engines import FEB, JAN
+from tests.delta_engines import fact_rows as _facts
+from tests.delta_engines import typed_rows as _rows
 
 
 def _rs_read(uri: str, version: int | None = None) -> list[dict]:
