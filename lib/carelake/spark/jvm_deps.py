@@ -2,10 +2,10 @@
 
 ``infra/jvm/pom.xml`` declares them; ``python -m carelake.spark.jvm_deps fetch`` (run by
 ``make setup``) copies them into ``<checkout>/.jvm/jars`` with the ordinary ``mvn`` client and
-writes ``spark-defaults.conf`` into the SPARK_HOME of the installed pyspark, so every Spark the
-project starts — this package's sessions, ``spark-submit``, the Thrift server, a standalone
-cluster on this machine — gets the same classpath, Delta SQL extension and catalog, and the
-project's interpreter for Python workers.
+writes ``spark-defaults.conf`` and ``spark-env.sh`` into the SPARK_HOME of the installed
+pyspark, so every Spark the project starts — this package's sessions, ``spark-submit``, the
+Thrift server, a standalone cluster on this machine — gets the same classpath, Delta SQL
+extension and catalog, and the project's interpreter for Python workers.
 
 The jars go on ``extraClassPath`` (driver and executors), not ``spark.jars``: every process runs
 on this machine, so nothing (the AWS SDK bundle is ~650 MB) is copied to executors.
@@ -133,12 +133,10 @@ def fetch(output: Path | None = None, settings: str | None = None) -> list[Path]
     return jars
 
 
-def write_spark_defaults(jars: list[Path], home: Path | None = None, python: str | None = None) -> Path:
-    """Write the Delta settings into ``<SPARK_HOME>/conf/spark-defaults.conf`` (replacing an
-    earlier carelake block, keeping anything else); the file's path."""
-    conf_dir = (home or spark_home()) / "conf"
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    path = conf_dir / "spark-defaults.conf"
+def _write_block(path: Path, block: list[str]) -> Path:
+    """Put ``block`` between the carelake marks in ``path``, replacing an earlier carelake
+    block and keeping every other line; the file's path."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     kept: list[str] = []
     if path.exists():
         inside = False
@@ -149,9 +147,33 @@ def write_spark_defaults(jars: list[Path], home: Path | None = None, python: str
                 inside = False
             elif not inside:
                 kept.append(line)
-    block = [BEGIN_MARK, *(f"{k} {v}" for k, v in delta_spark_conf(jars, python).items()), END_MARK]
-    path.write_text("\n".join([*kept, *block]) + "\n")
+    path.write_text("\n".join([*kept, BEGIN_MARK, *block, END_MARK]) + "\n")
     return path
+
+
+def write_spark_defaults(jars: list[Path], home: Path | None = None, python: str | None = None) -> Path:
+    """Write the Delta settings into ``<SPARK_HOME>/conf/spark-defaults.conf`` (replacing an
+    earlier carelake block, keeping anything else); the file's path."""
+    path = (home or spark_home()) / "conf" / "spark-defaults.conf"
+    return _write_block(path, [f"{k} {v}" for k, v in delta_spark_conf(jars, python).items()])
+
+
+def write_spark_env(home: Path | None = None, python: str | None = None) -> Path:
+    """Make ``python`` (default this interpreter) the default ``PYSPARK_PYTHON`` of every Spark
+    launched from ``<SPARK_HOME>`` (its ``conf/spark-env.sh``); the file's path.
+
+    The JVM starts the Python of statically registered data sources (``pyspark_carelake*``)
+    from its own environment, not from ``spark.pyspark.python``: a ``spark-submit`` from a
+    shell with no venv would run ``python3`` and find neither carelake nor pyarrow."""
+    path = (home or spark_home()) / "conf" / "spark-env.sh"
+    return _write_block(
+        path,
+        [
+            f'PYSPARK_PYTHON="${{PYSPARK_PYTHON:-{python or sys.executable}}}"',
+            # Local runs and the loopback cluster bind to 127.0.0.1 unless told otherwise.
+            'SPARK_LOCAL_IP="${SPARK_LOCAL_IP:-127.0.0.1}"',
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         jars = fetched_jars()
         print(f"{len(jars)} jars in {jars_dir()}" if jars else f"no Delta jars in {jars_dir()}")
         return 0 if jars else 1
+    # Written even when Maven fails: spark-submit needs it with either Delta engine.
+    spark_env = write_spark_env()
     try:
         jars = fetch(settings=args.settings)
     except JvmDepsError as exc:
@@ -171,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     size = sum(j.stat().st_size for j in jars) / 2**20
     defaults = write_spark_defaults(jars)
-    print(f"carelake: {len(jars)} JVM jars ({size:.0f} MiB) in {jars_dir()}; Spark defaults in {defaults}")
+    print(f"carelake: {len(jars)} JVM jars ({size:.0f} MiB) in {jars_dir()}; Spark defaults in {defaults}, {spark_env}")
     return 0
 
 
