@@ -87,7 +87,7 @@ def test_time_travel_history_restore_and_independent_delta_rs_reads(spark, table
 
 
 def test_optimize_compacts_files_and_keeps_rows_then_vacuum_deletes_old(spark, config: Config) -> None:
-    small_files = config.with_overrides(**{"delta.target_file_rows": 2})
+    small_files = config.with_overrides(**{"delta.engine": "rs", "delta.target_file_rows": 2})
     tables = open_tables(spark, small_files)
     uri = table_uri(small_files, "curated", "provider_features")
     tables.write(spark.range(5).coalesce(1), uri)

@@ -8,7 +8,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from carelake.config import Config
-from carelake.delta import open_tables
+from carelake.delta import Rows, open_tables
 from carelake.ingest import INGEST_LOG_TABLE, run_ingest
 from carelake.storage import table_uri
 
@@ -121,7 +121,7 @@ def test_crash_between_raw_append_and_log_is_repaired(spark, landed: Config) -> 
     run_ingest(spark, landed, tables, "run-1")
     log_uri = table_uri(landed, "raw", INGEST_LOG_TABLE)
     logged_rows = sorted((r.file_name, r.rows) for r in tables.read(log_uri).where("status = 'ingested'").collect())
-    tables.delete(log_uri, "status = 'ingested'")  # the log append that never happened
+    tables.delete(log_uri, Rows.where(status=["ingested"]))  # the log append that never happened
 
     repaired = run_ingest(spark, landed, tables, "run-2")
 

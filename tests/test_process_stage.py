@@ -12,7 +12,7 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from carelake.config import Config
-from carelake.delta import open_tables
+from carelake.delta import Rows, open_tables
 from carelake.process import BATCHES_TABLE, QUARANTINE_TABLE, run_process
 from carelake.storage import table_uri
 
@@ -107,7 +107,7 @@ def test_process_quarantines_dedupes_merges_and_reruns_incrementally(spark, conf
 
     # A run that died before recording the encounters batch: it is processed again, once.
     no_gx = config.with_overrides(**{"quality.great_expectations": False})
-    tables.delete(table_uri(config, "processed", BATCHES_TABLE), "entity = 'encounters'")
+    tables.delete(table_uri(config, "processed", BATCHES_TABLE), Rows.where(entity=["encounters"]))
     redo = run_process(spark, no_gx, tables, "run-2b")
     assert set(redo.entities) == {"encounters"}
     assert tables.read(table_uri(config, "processed", QUARANTINE_TABLE)).where("entity = 'encounters'").count() == 2
