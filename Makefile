@@ -18,7 +18,7 @@ help:
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
-	@echo "make bench  - benchmark at scales $(BENCH_SCALES) (16x span): bench/results/<date>.json/.md/.png"
+	@echo "make bench  - benchmark engines $(BENCH_ENGINES) at scales $(BENCH_SCALES): bench/results/<date>.json/.md/.png"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove ./lakehouse (the local tables and sample data)"
 
@@ -73,10 +73,12 @@ register: setup
 cluster cluster-up: setup
 	$(VENV)/bin/carelake cluster --workers 1 --cores 2 --memory 2g
 
-# 16x span; the largest scale fits a 2-core machine in well under an hour (docs/benchmark.md)
+# 16x span, each scale on each Delta engine in turn, then make run's pipeline once per engine
+# (docs/benchmark.md: about an hour on a quiet 2-core machine)
 BENCH_SCALES ?= 0.0625,0.25,1
+BENCH_ENGINES ?= jvm,rs
 bench: setup
-	$(PY) -m bench.run --scales $(BENCH_SCALES)
+	$(PY) -m bench.run --scales $(BENCH_SCALES) --engines $(BENCH_ENGINES)
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests jobs

@@ -19,15 +19,15 @@ def _is_java(proc: psutil.Process) -> bool:
 
 
 class MemorySampler:
-    """Samples, every ``interval_s`` in a thread, the RSS of the driver (this Python process plus
-    the Spark JVM it launched) and the summed RSS of the Python workers (the JVM's Python
-    children); :meth:`reset` starts a new peak, e.g. per stage."""
+    """Samples, every ``interval_s`` in a thread, the RSS of the driver (the Python process
+    ``pid``, default this one, plus the Spark JVM it launched) and the summed RSS of the Python
+    workers (the JVM's Python children); :meth:`reset` starts a new peak, e.g. per stage."""
 
-    def __init__(self, interval_s: float = 0.25) -> None:
+    def __init__(self, interval_s: float = 0.25, pid: int | None = None) -> None:
         self.interval_s = interval_s
         self.peak_driver = 0
         self.peak_workers = 0
-        self._me = psutil.Process(os.getpid())
+        self._me = psutil.Process(pid or os.getpid())
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
@@ -50,7 +50,11 @@ class MemorySampler:
 
     def _driver_workers(self) -> tuple[int, int]:
         driver, workers = self._rss(self._me), 0
-        for child in self._me.children(recursive=True):
+        try:
+            children = self._me.children(recursive=True)
+        except psutil.Error:
+            return driver, workers  # a sampled child process has ended
+        for child in children:
             rss = self._rss(child)
             if _is_java(child):
                 driver += rss

@@ -3,6 +3,7 @@ pandas and DuckDB aggregates on hand-built files, the results writer and the lan
 
 from __future__ import annotations
 
+import argparse
 import json
 from datetime import date
 from decimal import Decimal
@@ -16,6 +17,7 @@ from bench import baselines
 from bench.increment import read_rows, render_rows
 from bench.probe import ZoneUsage, usage_growth, zone_usage
 from bench.report import write_results
+from bench.run import alternated, parse_engines
 
 AS_OF = date(2024, 12, 31)
 MONEY = pa.decimal128(14, 2)
@@ -111,27 +113,68 @@ def _stage(name: str, wall: float) -> dict:
             "files_written": 3, "bytes_written": 2**20, "by_zone": {}, "load1": 1.0}
 
 
+def _result(scale: float, engine: str, factor: float) -> dict:
+    return {"scale": scale, "engine": engine, "load_before": 1.0, "load_after": 2.0, "generate_s": 0.5,
+            "stages": [_stage("ingest", 2.0 * scale * factor), _stage("process", 3.0 * scale * factor)],
+            "incremental": {"batch": {"encounters": {"new": 10, "changed": 5}},
+                            "stages": [_stage("ingest", 0.2 * factor), _stage("process", 0.3 * factor)]},
+            "baselines": {"as_of": "2024-12-31", "npis": 2, "duckdb_s": 0.1, "pandas_s": 0.2, "spark_s": 1.0,
+                          "aggregates_stage_s": None, "mismatches": []}}
+
+
+def _pipeline(engine: str, wall: float) -> dict:
+    return {"engine": engine, "scale": 1.0, "generate_s": 6.0, "wall_s": wall, "returncode": 0, "status": "ok",
+            "stages": {"ingest": {"status": "ok", "duration_s": wall / 2}}, "peak_driver_rss": 2**31,
+            "peak_worker_rss": 2**29, "load1_before": 1.0, "load1_mean": 2.5, "load1_max": 4.0, "load1_after": 3.0,
+            "errors": []}
+
+
 def test_write_results_files(tmp_path: Path):
-    results = [
-        {"scale": s, "load_before": 1.0, "load_after": 2.0, "generate_s": 0.5,
-         "stages": [_stage("ingest", 2.0 * s), _stage("process", 3.0 * s)],
-         "incremental": {"batch": {"encounters": {"new": 10, "changed": 5}},
-                         "stages": [_stage("ingest", 0.2), _stage("process", 0.3)]},
-         "baselines": {"as_of": "2024-12-31", "npis": 2, "duckdb_s": 0.1, "pandas_s": 0.2, "spark_s": 1.0,
-                       "aggregates_stage_s": None, "mismatches": []}}
-        for s in (1.0, 4.0, 16.0)
-    ]
-    results[2]["errors"] = ["incremental: ValueError: boom"]
-    paths = write_results(results, tmp_path / "out", "2026-01-01", "python -m bench.run --scales 1,4,16")
+    # rs takes twice jvm's time everywhere
+    results = [_result(s, e, 1.0 if e == "jvm" else 2.0) for s, e in alternated([1.0, 4.0, 16.0], ["jvm", "rs"])]
+    results[5]["errors"] = ["incremental: ValueError: boom"]
+    pipelines = [_pipeline("jvm", 60.0), _pipeline("rs", 100.0), _pipeline("rs", 140.0), _pipeline("jvm", 40.0)]
+    paths = write_results(results, tmp_path / "out", "2026-01-01", "python -m bench.run --scales 1,4,16", pipelines)
     assert [p.name for p in paths] == ["2026-01-01.json", "2026-01-01.md", "2026-01-01-time_vs_scale.png"]
-    assert json.loads(paths[0].read_text())["results"][1]["scale"] == 4.0
+    written = json.loads(paths[0].read_text())
+    assert [(r["scale"], r["engine"]) for r in written["results"][:3]] == [(1.0, "jvm"), (1.0, "rs"), (4.0, "rs")]
+    assert written["pipelines"][1]["wall_s"] == 100.0
     md = paths[1].read_text()
-    assert "| 4.0 | process | 1,000 | 12.0 | 83 | 7 | 1,024 | 256 | 3 | 1.0 | 0.3 | 0.025 |" in md
-    assert "| process | 1.0 → 4.0 | 4.0 | 4.00 |" in md
-    assert "| process | 1.0 → 16.0 | 16.0 | 16.00 |" in md
-    assert "| 1.0 | 2024-12-31 | 2 | 0.10 | 0.20 | 1.00 | – | 10.0 | 5.0 | – | all agree |" in md
-    assert md.endswith("- scale 16.0: incremental: ValueError: boom\n")
+    assert "Run order, each in a process of its own: 1.0 jvm, 1.0 rs, 4.0 rs, 4.0 jvm, 16.0 jvm, 16.0 rs, " in md
+    # side by side: jvm 12 s, rs 24 s, ratio 0.5, jobs, driver and worker MB, then the stage loads
+    assert "| 4.0 | process | 12.0 | 24.0 | 0.50 | 7 | 7 | 1,024 | 1,024 | 256 | 256 | 1.0 / 1.0 |" in md
+    assert "| 4.0 | **all stages** | 20.0 | 40.0 | 0.50 | 14 | 14 | 1,024 | 1,024 | 256 | 256 | – / – |" in md
+    assert "| 16.0 | ingest | 0.2 | 0.4 | 0.50 |" in md  # the incremental table
+    assert "| 4 | jvm | 6.0 | 40.0 | ok | 20.0 | 2,048 | 512 | 1.0 / 2.5 / 4.0 / 3.0 |" in md
+    assert "Mean `carelake run` wall time: jvm 50.0 s (2 runs), rs 120.0 s (2 runs)." in md
+    assert "jvm / rs: 0.42 (goal: at most 0.50; met)." in md
+    assert "| 4.0 | jvm | process | 1,000 | 12.0 | 83 | 7 | 1,024 | 256 | 3 | 1.0 | 0.3 | 0.025 |" in md
+    assert "| rs | process | 1.0 → 4.0 | 4.0 | 4.00 |" in md
+    assert "| jvm | process | 1.0 → 16.0 | 16.0 | 16.00 |" in md
+    assert "| 1.0 | rs | 2024-12-31 | 2 | 0.10 | 0.20 | 1.00 | – | 10.0 | 5.0 | – | all agree |" in md
+    assert md.endswith("- scale 16.0 on rs: incremental: ValueError: boom\n")
     assert paths[2].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pipeline_ratio_counts_only_finished_runs(tmp_path: Path):
+    failed = {**_pipeline("jvm", 5.0), "status": "failed", "returncode": 1, "errors": ["carelake run exited 1"]}
+    md = write_results([_result(1.0, "jvm", 1.0), _result(1.0, "rs", 1.0)], tmp_path, "x", "c",
+                       [failed, _pipeline("jvm", 90.0), _pipeline("rs", 100.0)])[1].read_text()
+    assert "jvm / rs: 0.90 (goal: at most 0.50; not met)." in md
+    assert "- pipeline on jvm: carelake run exited 1" in md
+
+
+def test_engines_take_turns_per_scale():
+    assert alternated([0.0625, 1.0], ["jvm", "rs"]) == [(0.0625, "jvm"), (0.0625, "rs"), (1.0, "rs"), (1.0, "jvm")]
+    assert alternated([0], ["jvm", "rs"], start=1) == [(0, "rs"), (0, "jvm")]
+    assert alternated([1.0], ["rs"]) == [(1.0, "rs")]
+
+
+@pytest.mark.parametrize("text", ["jvm,spark", "rs,rs", ","])
+def test_engines_argument_rejects_unknown_or_repeated(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="expected distinct names from jvm, rs"):
+        parse_engines(text)
+    assert parse_engines(" rs , jvm") == ["rs", "jvm"]
 
 
 @pytest.mark.parametrize("fmt, options, data", [
