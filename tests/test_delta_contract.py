@@ -256,6 +256,33 @@ def test_optimize_compacts_z_orders_and_vacuum_deletes_old_files(spark, tables: 
     assert sorted(r["npi"] for r in tables.read(uri).collect()) == list(range(35))
 
 
+def test_vacuum_keeps_files_younger_than_the_retention_it_is_given(spark, tables: DeltaTables, config: Config) -> None:
+    uri = table_uri(config, "curated", "fact_claim")
+    for part in range(2):
+        tables.write(spark.range(part, part + 1).withColumnRenamed("id", "npi").coalesce(1), uri)
+    tables.optimize(uri)  # the two appended files are now unreferenced, seconds old
+    # The table's own retention says 0 hours: the one the call passes (1 hour) must win.
+    tables.set_properties(uri, {"delta.deletedFileRetentionDuration": "interval 0 hours"})
+
+    assert tables.vacuum(uri, retention_hours=1) == []
+    assert len(tables.vacuum(uri, retention_hours=0)) == 2
+
+
+def test_optimize_where_rewrites_only_the_named_partitions(spark, tables: DeltaTables, config: Config) -> None:
+    uri = table_uri(config, "curated", "fact_claim")
+    for month, npi in [("2024-01", 1), ("2024-01", 2), ("2024-02", 3), ("2024-02", 4), ("2024-03", 5)]:
+        rows = spark.createDataFrame([(npi, month)], "npi long, service_month string")
+        tables.write(rows, uri, mode="append", partition_by=["service_month"])
+    before = {f["path"]: f["partition_values"]["service_month"] for f in tables.files(uri)}
+
+    tables.optimize(uri, zorder_by=["npi"], where=Rows.where(service_month=["2024-01", "2024-03"]))
+
+    after = {f["path"]: f["partition_values"]["service_month"] for f in tables.files(uri)}
+    assert sorted(after.values()) == ["2024-01", "2024-02", "2024-02", "2024-03"]
+    assert {p for p, m in before.items() if m == "2024-02"} <= set(after)  # untouched
+    assert sorted(r["npi"] for r in tables.read(uri).collect()) == [1, 2, 3, 4, 5]
+
+
 def test_scd2_apply_writes_history_then_nothing_on_reapply(spark, tables: DeltaTables, config: Config) -> None:
     uri = table_uri(config, "curated", "dim_provider")
     spec = Scd2Spec(natural_key=("npi",), tracked=("specialty",), effective_col="updated_at", surrogate_col="provider_sk")

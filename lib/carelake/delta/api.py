@@ -113,8 +113,9 @@ class DeltaTables(ABC):
         """Live data files: path, size, partition_values, num_records."""
 
     @abstractmethod
-    def optimize(self, uri: str, zorder_by: list[str] | None = None) -> dict:
-        """Compact small files (z-ordered by ``zorder_by`` when given); returns metrics."""
+    def optimize(self, uri: str, zorder_by: list[str] | None = None, where: Rows | None = None) -> dict:
+        """Compact small files (z-ordered by ``zorder_by`` when given), only in the partitions
+        ``where`` names (over partition columns) when given; returns metrics."""
 
     @abstractmethod
     def vacuum(self, uri: str, retention_hours: int) -> list[str]:

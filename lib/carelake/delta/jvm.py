@@ -187,9 +187,12 @@ class JvmTables(DeltaTables):
             for f in add_actions(table)
         ]
 
-    def optimize(self, uri: str, zorder_by: list[str] | None = None) -> dict:
-        """OPTIMIZE (ZORDER BY) through DeltaTable.optimize(); returns its metrics row."""
+    def optimize(self, uri: str, zorder_by: list[str] | None = None, where: Rows | None = None) -> dict:
+        """OPTIMIZE [WHERE partitions] [ZORDER BY] through DeltaTable.optimize(); returns its
+        metrics row."""
         builder = self._delta(uri).optimize()
+        if where is not None:
+            builder = builder.where(where.sql("spark"))
         with conflicts_raised(uri):
             frame = builder.executeZOrderBy(*zorder_by) if zorder_by else builder.executeCompaction()
         return frame.collect()[0].asDict(recursive=True)
@@ -197,14 +200,24 @@ class JvmTables(DeltaTables):
     def vacuum(self, uri: str, retention_hours: int) -> list[str]:
         """VACUUM with ``retention_hours``; returns files that were eligible (dry run listing)."""
         table = self._delta(uri)
-        check = "spark.databricks.delta.retentionDurationCheck.enabled"
-        previous = self.spark.conf.get(check, "true")
-        self.spark.conf.set(check, "false")
+        # delta-spark 4.4 ignores RETAIN unless it is 0 (the table's deletedFileRetentionDuration
+        # wins) and refuses short ones; carelake's configured retention is the one to apply.
+        overrides = {
+            "spark.databricks.delta.retentionDurationCheck.enabled": "false",
+            "spark.databricks.delta.vacuum.retentionWindowIgnore.enabled": "false",
+        }
+        previous = {key: self.spark.conf.get(key, None) for key in overrides}
+        for key, value in overrides.items():
+            self.spark.conf.set(key, value)
         try:
             listed = self.spark.sql(f"VACUUM delta.`{uri}` RETAIN {int(retention_hours)} HOURS DRY RUN").collect()
             table.vacuum(retention_hours / 1.0)
         finally:
-            self.spark.conf.set(check, previous)
+            for key, value in previous.items():
+                if value is None:
+                    self.spark.conf.unset(key)
+                else:
+                    self.spark.conf.set(key, value)
         return [r[0] for r in listed]
 
     def restore(self, uri: str, version: int) -> CommitResult:

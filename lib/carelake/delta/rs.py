@@ -41,7 +41,7 @@ from carelake.delta.errors import (
 from carelake.delta.log import METRICS_KEY, WRITE_ID_KEY, add_actions, open_table, table_exists
 from carelake.delta.spec import MergeSpec, Rows
 from carelake.delta.storage import encode_options, storage_options
-from carelake.delta.types import spark_schema_from_delta
+from carelake.delta.types import format_partition_value, spark_schema_from_delta
 
 FILTER_PUSHDOWN_CONF = "spark.sql.python.filterPushdown.enabled"
 # How far back write() looks for its own commit (other writers may commit meanwhile).
@@ -296,13 +296,29 @@ class RsTables(DeltaTables):
             for f in add_actions(self._table(uri, version))
         ]
 
-    def optimize(self, uri: str, zorder_by: list[str] | None = None) -> dict[str, Any]:
-        """Compact small files (delta-rs, in the driver), z-ordered when ``zorder_by`` is given."""
+    def optimize(self, uri: str, zorder_by: list[str] | None = None, where: Rows | None = None) -> dict[str, Any]:
+        """Compact small files (delta-rs, in the driver), z-ordered when ``zorder_by`` is given;
+        with ``where``, one optimize commit per term (delta-rs takes one conjunction of
+        partition filters at a time)."""
         table = self._table(uri)
         target = self.config.section("delta").get("optimize_target_size")
-        if zorder_by:
-            return table.optimize.z_order(zorder_by, target_size=target)
-        return table.optimize.compact(target_size=target)
+
+        def run(filters: list[tuple[str, str, Any]] | None) -> dict[str, Any]:
+            if zorder_by:
+                return table.optimize.z_order(zorder_by, partition_filters=filters, target_size=target)
+            return table.optimize.compact(partition_filters=filters, target_size=target)
+
+        if where is None:
+            return run(None)
+        metrics: dict[str, Any] = {}
+        for term in where.terms:
+            filters = [(column, "in", [format_partition_value(v) for v in values]) for column, values in term]
+            for key, value in run(filters).items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and "Size" not in key:
+                    metrics[key] = metrics.get(key, 0) + value
+                else:
+                    metrics[key] = value
+        return metrics
 
     def vacuum(self, uri: str, retention_hours: int) -> list[str]:
         """Delete files no version younger than ``retention_hours`` references."""

@@ -1,5 +1,9 @@
 """The maintain stage: compact the curated model's small files, z-order facts by NPI, vacuum.
 
+Only partitions holding more than one file are optimized: a partition of one file is already
+compact, and z-ordering inside it would rewrite it for no gain in file skipping (its statistics
+already span its rows). After a first maintain, a run that touched a few partitions costs those.
+
 Safe only while nothing writes these tables: optimize rewrites files and vacuum deletes the
 ones no longer referenced (older than ``delta.vacuum_retention_hours``), which a concurrent
 reader of an old version could still need. Run it between pipeline runs.
@@ -12,6 +16,7 @@ from typing import TYPE_CHECKING
 from pyspark.sql import SparkSession
 
 from carelake.config import Config
+from carelake.delta import Rows
 from carelake.model.facts import FACTS
 from carelake.run import StageSummary
 from carelake.storage import table_uri
@@ -20,6 +25,16 @@ if TYPE_CHECKING:
     from carelake.delta import DeltaTables
 
 DIMENSIONS = ("dim_provider", "dim_patient", "dim_date")
+
+
+def crowded_partitions(files: list[dict]) -> list[dict[str, str | None]]:
+    """The partition values (log strings) of every partition of ``files`` (a table's live files)
+    holding more than one file; ``[{}]`` for an unpartitioned table of several files."""
+    counts: dict[tuple[tuple[str, str | None], ...], int] = {}
+    for f in files:
+        key = tuple(sorted((f.get("partition_values") or {}).items()))
+        counts[key] = counts.get(key, 0) + 1
+    return [dict(key) for key, n in sorted(counts.items(), key=str) if n > 1]
 
 
 def run_maintain(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str | None = None) -> StageSummary:
@@ -33,14 +48,20 @@ def run_maintain(spark: SparkSession, config: Config, tables: DeltaTables, run_i
         uri = table_uri(config, "curated", name)
         if not tables.exists(uri):
             continue
-        before = len(tables.files(uri))
-        tables.optimize(uri, zorder_by=zorder_by)
-        after = len(tables.files(uri))
+        files = tables.files(uri)
+        crowded = crowded_partitions(files)
+        if crowded:
+            where = None if crowded == [{}] else Rows(tuple(tuple((c, (v,)) for c, v in p.items()) for p in crowded))
+            tables.optimize(uri, zorder_by=zorder_by, where=where)
+        after = len(tables.files(uri)) if crowded else len(files)
         removed = tables.vacuum(uri, config.vacuum_retention_hours)
         version = tables.version(uri)
         summary.tables[uri] = version
         summary.counts(name).delta_version = version
-        summary.notes.append(f"{name}: files {before} -> {after} after optimize, {len(removed)} removed by vacuum")
+        summary.notes.append(
+            f"{name}: files {len(files)} -> {after} after optimize ({len(crowded)} partitions of several files), "
+            f"{len(removed)} removed by vacuum"
+        )
     if not summary.tables:
         return summary.finish("nothing-to-do")
     return summary.finish()
