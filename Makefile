@@ -8,7 +8,7 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream
 PORT ?= 10000
 
 help:
@@ -18,6 +18,7 @@ help:
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
+	@echo "make stream - run the stages on files as they land (micro-batches) until Ctrl-C"
 	@echo "make bench  - benchmark engines $(BENCH_ENGINES) at scales $(BENCH_SCALES): bench/results/<date>.json/.md/.png"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove ./lakehouse (the local tables and sample data)"
@@ -67,6 +68,10 @@ test: setup
 serve: setup
 	$(VENV)/bin/carelake serve --conf $(CONF) --port $(PORT)
 
+# Files landing under the landing folder reach raw, processed and curated in micro-batches.
+stream: setup
+	$(VENV)/bin/carelake stream --conf $(CONF)
+
 register: setup
 	$(VENV)/bin/carelake register --conf $(CONF)
 
@@ -77,8 +82,10 @@ cluster cluster-up: setup
 # (docs/benchmark.md: about an hour on a quiet 2-core machine)
 BENCH_SCALES ?= 0.0625,0.25,1
 BENCH_ENGINES ?= jvm,rs
+BENCH_STREAM_ARGS ?= --scale 1 --rates 4,12,30 --minutes 4 --soak-minutes 15
 bench: setup
 	$(PY) -m bench.run --scales $(BENCH_SCALES) --engines $(BENCH_ENGINES)
+	$(PY) -m bench.stream $(BENCH_STREAM_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests jobs

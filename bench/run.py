@@ -45,7 +45,8 @@ def stage_order() -> list[str]:
     """Every stage the pipeline knows, maintenance last (it compacts what the others wrote)."""
     from carelake.pipeline import STAGES
 
-    return [s for s in STAGES if s != "maintain"] + (["maintain"] if "maintain" in STAGES else [])
+    last = [s for s in ("maintain", "compact") if s in STAGES]
+    return [s for s in STAGES if s not in last] + last
 
 
 def alternated(keys: list[Any], engines: list[str], start: int = 0) -> list[tuple[Any, str]]:

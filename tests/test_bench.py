@@ -241,3 +241,23 @@ def test_baselines_match_spark_and_curated_provider_features(spark, tmp_path: Pa
     assert list(shared) == ["1", "2"]  # provider 3 has no events: absent from the baselines
     assert baselines.compare(duck.loc[shared], curated.loc[shared], abs_tol=baselines.curated_tolerances()) == []
     assert duck.loc["1", ["encounters", "patients", "procedures", "claims"]].tolist() == [3, 2, 4, 2]
+
+
+def test_stream_summary_measures_latency_from_landing_and_its_growth():
+    from bench.stream import summarise
+
+    # Two micro-batches: files landed at t=0 and t=10 reach the end of aggregates at 30;
+    # a file landed at t=40 reaches it at 100 (the stream fell behind).
+    progress = [
+        {"files": 2, "landed_at": [0.0, 10.0], "stage_finished_at": {"ingest": 20.0, "process": 25.0, "aggregates": 30.0}},
+        {"files": 0, "landed_at": [], "stage_finished_at": {}},
+        {"files": 1, "landed_at": [40.0], "stage_finished_at": {"ingest": 60.0, "process": 80.0, "aggregates": 100.0}},
+    ]
+
+    summary = summarise(progress)
+
+    assert (summary["micro_batches"], summary["files"]) == (2, 3)
+    assert summary["raw"]["p50_s"] == 20.0 and summary["raw"]["max_s"] == 20.0
+    assert summary["curated"]["p50_s"] == 30.0 and summary["curated"]["max_s"] == 60.0
+    # by landing time: first half [30], second half [20, 60], whose p95 is 20 + 0.95 * 40 = 58
+    assert summary["curated"]["p95_growth"] == pytest.approx(58.0 / 30.0)

@@ -96,6 +96,19 @@ def test_second_run_ingests_nothing_and_changes_no_table(spark, landed: Config) 
     assert sorted(tables.read(raw_uri).select("_row_hash").collect()) == rows
 
 
+def test_only_files_narrows_ingest_to_the_named_files_in_sparks_spelling(spark, landed: Config) -> None:
+    tables = open_tables(spark, landed)
+    named = (Path(landed.landing) / "hospital_b/providers/providers_2024-01.jsonl").resolve().as_uri()  # file:///...
+
+    summary = run_ingest(spark, landed, tables, "run-1", only_files=[named])
+
+    logged = {r.file_name for r in tables.read(table_uri(landed, "raw", INGEST_LOG_TABLE)).collect()}
+    assert logged == {"hospital_b/providers/providers_2024-01.jsonl"}
+    assert summary.entities["providers"].rows_written == 2
+    rest = run_ingest(spark, landed, tables, "run-2")
+    assert rest.entities["providers"].rows_written == 4  # a and c, not b again
+
+
 def test_changed_file_content_is_ingested_again(spark, landed: Config) -> None:
     tables = open_tables(spark, landed)
     run_ingest(spark, landed, tables, "run-1")

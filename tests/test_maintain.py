@@ -63,3 +63,20 @@ def test_maintain_with_no_model_tables_has_nothing_to_do(spark: SparkSession, co
     from carelake.model import run_maintain
 
     assert run_maintain(spark, config, tables, "run-1").status == "nothing-to-do"
+
+
+def test_compact_stage_compacts_raw_and_keeps_every_version_readable(spark: SparkSession, config, tables) -> None:
+    from carelake.model.maintenance import run_compact
+    from carelake.storage import table_uri
+
+    uri = table_uri(config, "raw", "encounters")
+    for i in range(3):  # three micro-batches' appends
+        tables.write(spark.createDataFrame([(f"E{i}", f"b{i}")], "encounter_id string, _batch_id string"), uri, mode="append")
+    first_version_rows = tables.read(uri, version=0).collect()
+
+    summary = run_compact(spark, config, tables, "run-1")
+
+    assert summary.status == "ok" and len(tables.files(uri)) == 1, summary.notes
+    assert sorted(r["encounter_id"] for r in tables.read(uri).collect()) == ["E0", "E1", "E2"]
+    assert tables.read(uri, version=0).collect() == first_version_rows
+    assert run_compact(spark, config, tables, "run-2").status == "nothing-to-do"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from carelake.cli import EXIT_OK, EXIT_USAGE, main
+from carelake.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from carelake.config import Config
 from carelake.delta import DeltaTables, open_tables
 from carelake.ingest import INGEST_LOG_TABLE
@@ -163,6 +163,24 @@ def test_cli_restore_and_rollback(spark, quiet: Config, cli, capsys: pytest.Capt
     assert f"{table_uri(quiet, 'raw', 'providers')}: 3 row(s) deleted, 0 restored" in out
     assert "batch b2 rolled back" in out
     assert {r[0] for r in tables.read(table_uri(quiet, "raw", "providers")).select("_batch_id").distinct().collect()} == {"b1"}
+
+
+def test_cli_restore_and_rollback_wait_for_no_one_else_writing(spark, quiet: Config, cli, capsys) -> None:
+    from carelake.ops.lock import writer_lock
+
+    tables = open_tables(spark, quiet)
+    land(quiet, "first.csv", FIRST)
+    run_pipeline(spark, quiet, ("ingest",), run_id="b1")
+    uri = table_uri(quiet, "raw", "providers")
+    version = tables.version(uri)
+
+    with writer_lock(quiet, "a-running-stream"):
+        restored = cli(capsys, "restore", "raw/providers", "--version", "0")
+        rolled = cli(capsys, "rollback", "--batch", "b1")
+
+    for code, _, err in (restored, rolled):
+        assert code == EXIT_FAILED and "a-running-stream" in err, err
+    assert tables.version(uri) == version  # neither wrote
 
 
 @pytest.mark.parametrize(

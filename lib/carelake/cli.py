@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from carelake.config import ConfigError, load_config
-from carelake.ops.lock import WriterLockError
+from carelake.ops.lock import WriterLockError, writer_lock
+from carelake.run import new_run_id
 from carelake.spark import JavaError
 from carelake.storage import ObjectStoreError
 
@@ -64,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     rollback = commands.add_parser("rollback", help="take one ingest batch back out of raw, processed and the logs")
     _add_conf(rollback)
     rollback.add_argument("--batch", required=True, help="the batch id (_batch_id in raw and processed = the ingest run id)")
+
+    stream = commands.add_parser(
+        "stream", help="near-real-time: run the stages on files as they land (micro-batches) until Ctrl-C"
+    )
+    _add_conf(stream)
+    stream.add_argument("--available-now", action="store_true",
+                        help="process every file landed so far in micro-batches, then stop (for schedulers)")
+    stream.add_argument("--interval", type=float, default=None, help="seconds between micro-batches (default: stream.interval_seconds, 30)")
 
     serve = commands.add_parser(
         "serve", help="SQL over JDBC/ODBC: the Spark Thrift server, until Ctrl-C (SIGHUP: pick up new tables now)"
@@ -132,7 +141,9 @@ def _restore(args: argparse.Namespace) -> int:
         print(f"carelake restore: no Delta table {zone}/{table} at {uri}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = restore_table(tables, uri, args.version)
+        # A restore is a write: not while a run or the stream writes (the lakehouse writer lock).
+        with writer_lock(config, f"restore-{new_run_id()}"):
+            result = restore_table(tables, uri, args.version)
     except ValueError as exc:
         print(f"carelake {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -149,7 +160,8 @@ def _rollback(args: argparse.Namespace) -> int:
     config = load_config(args.conf)
     spark = build_session(config)
     try:
-        report = rollback_batch(spark, config, open_tables(spark, config), args.batch)
+        with writer_lock(config, f"rollback-{new_run_id()}"):
+            report = rollback_batch(spark, config, open_tables(spark, config), args.batch)
     except ValueError as exc:
         print(f"carelake {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -157,6 +169,37 @@ def _rollback(args: argparse.Namespace) -> int:
         print(f"{uri}: {counts['rows_deleted']} row(s) deleted, {counts['rows_restored']} restored")
     print(f"batch {args.batch} rolled back; its landing files will be ingested again by the next run. "
           "Curated tables still hold it: run the model and aggregates stages.")
+    return EXIT_OK
+
+
+def _stream(args: argparse.Namespace) -> int:
+    import dataclasses
+    import signal
+
+    from carelake.spark import build_session
+    from carelake.stream import StreamSettings, checkpoint_location, start_stream
+
+    config = load_config(args.conf)
+    settings = StreamSettings.from_config(config)
+    if args.interval is not None:
+        settings = dataclasses.replace(settings, interval_seconds=args.interval)
+    spark = build_session(config)
+    query = start_stream(spark, config, available_now=args.available_now, settings=settings,
+                         report=lambda line: print(line, flush=True))
+    how = "every file landed so far, then stop" if args.available_now else f"every {settings.interval_seconds:g} s until Ctrl-C"
+    print(f"streaming {config.landing} -> {', '.join(settings.stages)} ({how}); checkpoint {checkpoint_location(config)}", flush=True)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: query.stop())
+    try:
+        query.awaitTermination()
+    except KeyboardInterrupt:
+        query.stop()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    error = query.exception()
+    if error is not None:
+        print(f"carelake stream: stopped by an error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return EXIT_FAILED
+    print("stream stopped", flush=True)
     return EXIT_OK
 
 
@@ -198,6 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _restore(args)
         if args.command == "rollback":
             return _rollback(args)
+        if args.command == "stream":
+            return _stream(args)
         if args.command == "serve":
             from carelake.serve.thrift import serve
 

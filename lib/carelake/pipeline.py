@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from functools import partial
 
 from pyspark.sql import SparkSession
 
@@ -30,6 +31,7 @@ STAGES: dict[str, str] = {
     "train": "carelake.ml.stage:run_train",
     "score": "carelake.ml.stage:run_score",
     "maintain": "carelake.model:run_maintain",
+    "compact": "carelake.model.maintenance:run_compact",
 }
 DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "model", "aggregates", "train", "score")
 
@@ -43,9 +45,12 @@ def stage_function(name: str) -> Callable[..., StageSummary]:
 
 
 def run_pipeline(
-    spark: SparkSession, config: Config, stages: Sequence[str] = DEFAULT_STAGES, run_id: str | None = None
+    spark: SparkSession, config: Config, stages: Sequence[str] = DEFAULT_STAGES, run_id: str | None = None,
+    ingest_files: Collection[str] | None = None,
 ) -> RunSummary:
     """Run ``stages`` in order; stop after a failed stage; write and return the run summary.
+
+    ``ingest_files`` narrows the ingest stage to those landing files (a stream's micro-batch).
 
     Raises :class:`carelake.ops.lock.WriterLockError` when another run holds the writer lock
     (after ``lock.wait_seconds``) or takes it over meanwhile.
@@ -54,6 +59,8 @@ def run_pipeline(
     from carelake.ops.lock import writer_lock
 
     functions = [(name, stage_function(name)) for name in stages]
+    if ingest_files is not None:
+        functions = [(n, partial(f, only_files=ingest_files) if n == "ingest" else f) for n, f in functions]
     check_store(config)
     summary = RunSummary(run_id=run_id or new_run_id(), config_file=config.source_file, root=config.root)
     with writer_lock(config, summary.run_id) as lock:

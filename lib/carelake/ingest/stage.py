@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
@@ -112,11 +113,15 @@ def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged
     return repaired
 
 
-def run_ingest(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str) -> StageSummary:
+def run_ingest(
+    spark: SparkSession, config: Config, tables: DeltaTables, run_id: str, only_files: Collection[str] | None = None
+) -> StageSummary:
     """Ingest every new landing file into ``raw/<entity>``; returns the stage summary.
 
-    Counts per entity: rows_in = rows_valid = rows_written (raw keeps every row); rejected files
-    are listed in the notes and in the ingest log.
+    ``only_files`` (landing file URIs, ``file:`` or plain paths) narrows the search to those
+    files, as a stream's micro-batch does; the ingest log's rules hold either way. Counts per
+    entity: rows_in = rows_valid = rows_written (raw keeps every row); rejected files are listed
+    in the notes and in the ingest log.
     """
     summary = StageSummary("ingest")
     batch_id = run_id
@@ -129,7 +134,10 @@ def run_ingest(spark: SparkSession, config: Config, tables: DeltaTables, run_id:
 
     new_files: list[LandedFile] = []
     skipped = 0
+    wanted = None if only_files is None else {_same_file_key(u) for u in only_files}
     for info, system, entity in discover(config):
+        if wanted is not None and _same_file_key(info.uri) not in wanted:
+            continue
         digest = sha256_of(info.uri, config)
         if (info.relative_path, digest) in logged:
             skipped += 1
@@ -262,3 +270,9 @@ def _normalise_uri(uri: str) -> str:
     # Spark reports local files as file:/abs/path (URL-quoted); the landing listing uses plain paths.
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+def _same_file_key(uri: str) -> str:
+    # One spelling per file whoever names it: Spark (file:/..., s3a://...) or the landing listing.
+    uri = _normalise_uri(uri)
+    return "s3://" + uri[len("s3a://"):] if uri.startswith("s3a://") else uri

@@ -37,6 +37,14 @@ def crowded_partitions(files: list[dict]) -> list[dict[str, str | None]]:
     return [dict(key) for key, n in sorted(counts.items(), key=str) if n > 1]
 
 
+def partitions_rows(partitions: list[dict[str, str | None]]) -> Rows | None:
+    """:func:`crowded_partitions`' result as the ``where`` of an optimize (None: the whole,
+    unpartitioned table)."""
+    if partitions == [{}]:
+        return None
+    return Rows(tuple(tuple((column, (value,)) for column, value in p.items()) for p in partitions))
+
+
 def run_maintain(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str | None = None) -> StageSummary:
     """Optimize and vacuum every existing model table; returns the ``maintain`` stage summary
     with, per table, a note ``files before -> after optimize, N removed by vacuum`` and the
@@ -51,8 +59,7 @@ def run_maintain(spark: SparkSession, config: Config, tables: DeltaTables, run_i
         files = tables.files(uri)
         crowded = crowded_partitions(files)
         if crowded:
-            where = None if crowded == [{}] else Rows(tuple(tuple((c, (v,)) for c, v in p.items()) for p in crowded))
-            tables.optimize(uri, zorder_by=zorder_by, where=where)
+            tables.optimize(uri, zorder_by=zorder_by, where=partitions_rows(crowded))
         after = len(tables.files(uri)) if crowded else len(files)
         removed = tables.vacuum(uri, config.vacuum_retention_hours)
         version = tables.version(uri)
@@ -65,3 +72,39 @@ def run_maintain(spark: SparkSession, config: Config, tables: DeltaTables, run_i
     if not summary.tables:
         return summary.finish("nothing-to-do")
     return summary.finish()
+
+
+def compact_tables(tables: DeltaTables, uris: list[str]) -> list[str]:
+    """Compact (no z-order, no vacuum) the partitions of several files of each existing table in
+    ``uris``; a note per table rewritten. For tables written in many small commits, such as raw
+    and processed under a stream: compaction changes no data and keeps every version readable."""
+    notes = []
+    for uri in uris:
+        if not tables.exists(uri):
+            continue
+        files = tables.files(uri)
+        crowded = crowded_partitions(files)
+        if not crowded:
+            continue
+        tables.optimize(uri, where=partitions_rows(crowded))
+        notes.append(f"{uri.rsplit('/', 2)[-2]}/{uri.rsplit('/', 1)[-1]}: files {len(files)} -> {len(tables.files(uri))}")
+    return notes
+
+
+def run_compact(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str | None = None) -> StageSummary:
+    """The compact stage: :func:`compact_tables` over every raw and processed table (the ones a
+    stream appends to in small commits; maintain covers curated). ``spark`` and ``run_id`` are
+    unused: the signature is every stage's."""
+    # Imported here: these packages import the model package.
+    from carelake.ingest import INGEST_LOG_TABLE
+    from carelake.process import BATCHES_TABLE, QUARANTINE_TABLE
+    from carelake.sources.canonical import ENTITIES
+
+    summary = StageSummary("compact")
+    uris = [table_uri(config, "raw", t) for t in (*ENTITIES, INGEST_LOG_TABLE)]
+    uris += [table_uri(config, "processed", t) for t in (*ENTITIES, QUARANTINE_TABLE, BATCHES_TABLE)]
+    summary.notes.extend(compact_tables(tables, uris))
+    for uri in uris:
+        if tables.exists(uri):
+            summary.tables[uri] = tables.version(uri)
+    return summary.finish("ok" if summary.notes else "nothing-to-do")
