@@ -8,7 +8,7 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 api
 PORT ?= 10000
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - run the test suite"
 	@echo "make run-s3 - the same pipeline with every zone on a local S3 server (SeaweedFS), then the bucket layout"
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
+	@echo "make api    - the provider HTTP API on 127.0.0.1:$(API_PORT) until Ctrl-C (docs/api.md)"
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
 	@echo "make bench  - benchmark engines $(BENCH_ENGINES) at scales $(BENCH_SCALES): bench/results/<date>.json/.md/.png"
@@ -66,6 +67,10 @@ test: setup
 
 serve: setup
 	$(VENV)/bin/carelake serve --conf $(CONF) --port $(PORT)
+
+API_PORT ?= 8787
+api: setup
+	$(VENV)/bin/carelake api --conf $(CONF) --port $(API_PORT)
 
 register: setup
 	$(VENV)/bin/carelake register --conf $(CONF)
