@@ -8,7 +8,7 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 api
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 api bench-api
 PORT ?= 10000
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
 	@echo "make bench  - benchmark engines $(BENCH_ENGINES) at scales $(BENCH_SCALES): bench/results/<date>.json/.md/.png"
+	@echo "make bench-api - provider API latency (p50/p95/p99) and throughput with hey: bench/results/<date>-api.*"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove ./lakehouse (the local tables and sample data)"
 
@@ -84,6 +85,13 @@ BENCH_SCALES ?= 0.0625,0.25,1
 BENCH_ENGINES ?= jvm,rs
 bench: setup
 	$(PY) -m bench.run --scales $(BENCH_SCALES) --engines $(BENCH_ENGINES)
+	$(PY) -m bench.api_load --scale $(BENCH_API_SCALE)
+
+# The provider API under load: a lakehouse at BENCH_API_SCALE, then hey at 1, 8 and 32 clients
+# (docs/api.md; needs the Debian package hey). bench/results/<date>-api.json/.md
+BENCH_API_SCALE ?= 1
+bench-api: setup
+	$(PY) -m bench.api_load --scale $(BENCH_API_SCALE)
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests jobs

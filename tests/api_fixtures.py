@@ -27,20 +27,20 @@ FEATURES_DDL = (
     "avg_satisfaction double, referral_leakage_rate double, marketing_roi double, composite_score double"
 )
 FEATURES_ROWS = [
-    ("1000000004", AS_OF, "cardiology", "60601", "606", "N1", True, 120, 90, 300, 1500.0, 0.8, 1400.0, 0.05, 0.02, 4.5, 0.1, 2.0, 0.9),
-    ("1000000012", AS_OF, "cardiology", "60614", "606", "N1", True, 40, 35, 80, 2500.0, 1.3, 2600.0, 0.12, 0.06, 3.9, 0.3, 0.5, 0.4),
-    ("1000000020", AS_OF, "cardiology", "60622", "606", "N2", True, 0, 0, 0, None, None, None, None, None, None, None, None, None),
-    ("1000000038", AS_OF, "cardiology", "10001", "100", "N3", True, 60, 50, 120, 1800.0, 1.0, 1800.0, 0.08, 0.03, 4.1, 0.2, 1.1, 0.6),
-    ("1000000046", AS_OF, "orthopedics", "60610", "606", "N1", True, 75, 70, 150, 4000.0, 0.9, 3900.0, 0.04, 0.05, 4.4, 0.05, 3.0, 0.7),
+    ("1000000004", AS_OF, "Cardiology", "60601", "606", "N1", True, 120, 90, 300, 1500.0, 0.8, 1400.0, 0.05, 0.02, 4.5, 0.1, 2.0, 0.9),
+    ("1000000012", AS_OF, "Cardiology", "60614", "606", "N1", True, 40, 35, 80, 2500.0, 1.3, 2600.0, 0.12, 0.06, 3.9, 0.3, 0.5, 0.4),
+    ("1000000020", AS_OF, "Cardiology", "60622", "606", "N2", True, 0, 0, 0, None, None, None, None, None, None, None, None, None),
+    ("1000000038", AS_OF, "Cardiology", "10001", "100", "N3", True, 60, 50, 120, 1800.0, 1.0, 1800.0, 0.08, 0.03, 4.1, 0.2, 1.1, 0.6),
+    ("1000000046", AS_OF, "Orthopedics", "60610", "606", "N1", True, 75, 70, 150, 4000.0, 0.9, 3900.0, 0.04, 0.05, 4.4, 0.05, 3.0, 0.7),
 ]
 PROCEDURES_DDL = (
     "npi string, procedure_code string, as_of date, specialty string, volume long, mean_cost double, "
     "cost_index double, procedure_score double, specialty_rank int"
 )
 PROCEDURES_ROWS = [
-    ("1000000004", "93458", AS_OF, "cardiology", 30, 900.0, 0.9, 0.8, 1),
-    ("1000000004", "33533", AS_OF, "cardiology", 12, 5000.0, 0.7, 0.9, 1),
-    ("1000000012", "93458", AS_OF, "cardiology", 8, 1300.0, 1.3, 0.5, 2),
+    ("1000000004", "93458", AS_OF, "Cardiology", 30, 900.0, 0.9, 0.8, 1),
+    ("1000000004", "33533", AS_OF, "Cardiology", 12, 5000.0, 0.7, 0.9, 1),
+    ("1000000012", "93458", AS_OF, "Cardiology", 8, 1300.0, 1.3, 0.5, 2),
 ]
 SCORES_DDL = "npi string, model_name string, model_version int, score double, as_of date, scored_at timestamp"
 SCORES_ROWS = [
@@ -55,20 +55,20 @@ DEMAND_DDL = (
     "demand long, demand_capacity_ratio double, expand_network boolean, route_to array<string>"
 )
 DEMAND_ROWS = [
-    ("606", "cardiology", "2024-05", 150, 20, 5, 0.25, 2, 200.0, 0.75, 155, 0.775, False, ["1000000012", "1000000004"]),
-    ("606", "cardiology", "2024-06", 160, 30, 12, 0.4, 3, 200.0, 0.8, 172, 0.86, False, ["1000000004", "1000000012", "1000000020"]),
-    ("606", "cardiology", "unknown", 3, 0, 0, None, 3, 200.0, 0.015, 3, 0.015, False, ["1000000020"]),
-    ("606", "orthopedics", "2024-06", 70, 10, 6, 0.6, 1, 60.0, 1.17, 76, 1.27, True, ["1000000046"]),
-    ("100", "cardiology", "2024-06", 60, 5, 1, 0.2, 1, 80.0, 0.75, 61, 0.76, False, ["1000000038"]),
+    ("606", "Cardiology", "2024-05", 150, 20, 5, 0.25, 2, 200.0, 0.75, 155, 0.775, False, ["1000000012", "1000000004"]),
+    ("606", "Cardiology", "2024-06", 160, 30, 12, 0.4, 3, 200.0, 0.8, 172, 0.86, False, ["1000000004", "1000000012", "1000000020"]),
+    ("606", "Cardiology", "unknown", 3, 0, 0, None, 3, 200.0, 0.015, 3, 0.015, False, ["1000000020"]),
+    ("606", "Orthopedics", "2024-06", 70, 10, 6, 0.6, 1, 60.0, 1.17, 76, 1.27, True, ["1000000046"]),
+    ("100", "Cardiology", "2024-06", 60, 5, 1, 0.2, 1, 80.0, 0.75, 61, 0.76, False, ["1000000038"]),
 ]
 KPI_HOSPITAL_DDL = (
     "hospital string, department string, service_month string, encounters long, inpatient_encounters long, "
     "patient_days long, avg_daily_census double, procedures long, distinct_procedure_codes long"
 )
 KPI_HOSPITAL_ROWS = [
-    ("hospital_a", "cardiology", "2024-05", 100, 10, 40, 1.29, 150, 12),
-    ("hospital_a", "cardiology", "2024-06", 110, 12, 44, 1.47, 160, 13),
-    ("hospital_b", "cardiology", "2024-06", 80, 9, 30, 1.0, 90, 9),
+    ("hospital_a", "Cardiology", "2024-05", 100, 10, 40, 1.29, 150, 12),
+    ("hospital_a", "Cardiology", "2024-06", 110, 12, 44, 1.47, 160, 13),
+    ("hospital_b", "Cardiology", "2024-06", 80, 9, 30, 1.0, 90, 9),
 ]
 KPI_EXECUTIVE_DDL = (
     "service_month string, patients long, visits long, readmission_rate double, billed double, paid double, "
@@ -94,8 +94,8 @@ KPI_FINANCE_DDL = (
     "allowed double, paid double, denied_claims long, denial_rate double, collection_rate double"
 )
 KPI_FINANCE_ROWS = [
-    ("2024-06", "hospital_a", "cardiology", "acme", 10, 10000.0, 8000.0, 7000.0, 1, 0.1, 0.875),
-    ("2024-06", "hospital_b", "cardiology", "acme", 5, 4000.0, 3000.0, 3000.0, 0, 0.0, 1.0),
+    ("2024-06", "hospital_a", "Cardiology", "acme", 10, 10000.0, 8000.0, 7000.0, 1, 0.1, 0.875),
+    ("2024-06", "hospital_b", "Cardiology", "acme", 5, 4000.0, 3000.0, 3000.0, 0, 0.0, 1.0),
 ]
 TABLES = {
     "provider_features": (FEATURES_DDL, FEATURES_ROWS),

@@ -4,7 +4,10 @@ reloads and a request in flight across a reload (last: they change the tables)."
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +30,7 @@ from carelake.serve.api.queries import PROVIDER_MEASURES
 from carelake.serve.api.snapshot import SnapshotStore, build_snapshot, read_table, role_table
 from carelake.storage import table_uri
 from tests.api_fixtures import hold, serving, write_curated
+from tests.conftest import REPO
 
 ROLES = {"analyst": {}, "clinician": {"hospital": ["hospital_a", "hospital_b"]}, "engineer": {}}
 KEYS = {
@@ -73,7 +77,7 @@ def test_provider_by_npi_has_features_procedures_and_latest_scores(api, lake, sp
     body = response.json()
     features = body["data"]["features"]
     assert (features["npi"], features["specialty"], features["zip3"], features["composite_score"]) == (
-        "1000000004", "cardiology", "606", 0.9,
+        "1000000004", "Cardiology", "606", 0.9,
     )
     assert features["as_of"] == "2024-06-30"
     assert [(p["procedure_code"], p["volume"]) for p in body["data"]["procedures"]] == [("33533", 12), ("93458", 30)]
@@ -121,13 +125,13 @@ def test_no_key_or_a_bad_key_is_401(api) -> None:
 
 
 def test_providers_filtered_sorted_and_paginated(api) -> None:
-    by_score = get(api, "/v1/providers", specialty="cardiology", zip3="606", limit=2)
+    by_score = get(api, "/v1/providers", specialty="Cardiology", zip3="606", limit=2)
     assert by_score.status_code == 200
     body = by_score.json()
     assert [r["npi"] for r in body["data"]] == ["1000000004", "1000000012"]
     assert body["page"] == {"total": 3, "limit": 2, "offset": 0, "next_offset": 2}
     # The provider without encounters has a null score: it sorts last, whichever the order.
-    last = get(api, "/v1/providers", specialty="cardiology", zip3="606", limit=2, offset=2).json()
+    last = get(api, "/v1/providers", specialty="Cardiology", zip3="606", limit=2, offset=2).json()
     assert [r["npi"] for r in last["data"]] == ["1000000020"] and last["page"]["next_offset"] is None
     cheapest = get(api, "/v1/providers", sort="cost_index", order="asc", min_encounters=50).json()
     assert [(r["npi"], r["cost_index"]) for r in cheapest["data"]] == [
@@ -140,7 +144,7 @@ def test_provider_measures_are_provider_features_columns() -> None:
 
 
 def test_routing_uses_the_latest_dated_month(api) -> None:
-    response = get(api, "/v1/routing", zip3="606", specialty="cardiology")
+    response = get(api, "/v1/routing", zip3="606", specialty="Cardiology")
     assert response.status_code == 200
     data = response.json()["data"]
     assert data["demand"]["service_month"] == "2024-06" and data["demand"]["demand"] == 172
@@ -148,16 +152,16 @@ def test_routing_uses_the_latest_dated_month(api) -> None:
         ("1000000004", 0.9), ("1000000012", 0.4), ("1000000020", None),
     ]
     assert set(response.json()["meta"]["tables"]) == {"network_demand_by_zip", "provider_features"}
-    unknown = get(api, "/v1/routing", zip3="999", specialty="cardiology")
+    unknown = get(api, "/v1/routing", zip3="999", specialty="Cardiology")
     assert unknown.status_code == 404
     assert "area 999" in unknown.json()["detail"]
 
 
 def test_demand_filters(api) -> None:
     rows = get(api, "/v1/demand", zip3="606", from_month="2024-06", to_month="2024-06").json()["data"]
-    assert [(r["specialty"], r["service_month"]) for r in rows] == [("cardiology", "2024-06"), ("orthopedics", "2024-06")]
+    assert [(r["specialty"], r["service_month"]) for r in rows] == [("Cardiology", "2024-06"), ("Orthopedics", "2024-06")]
     expand = get(api, "/v1/demand", expand_only="true").json()["data"]
-    assert [(r["zip3"], r["specialty"]) for r in expand] == [("606", "orthopedics")]
+    assert [(r["zip3"], r["specialty"]) for r in expand] == [("606", "Orthopedics")]
 
 
 def test_kpi_series_by_month(api) -> None:
@@ -271,6 +275,40 @@ def test_dev_keys_are_generated_once_with_owner_only_mode(base_config, tmp_path:
     assert Path(path).stat().st_mode & 0o077 == 0
     keys = load_api_keys({"analyst", "engineer"}, {KEYS_FILE_ENV: path})
     assert sorted(set(keys.roles_by_digest.values())) == ["analyst", "engineer"]
+
+
+def readme_api_lines() -> list[str]:
+    """The command lines of the README's Provider API block."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Provider API", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip()]
+
+
+def test_readme_curl_examples_answer(api) -> None:
+    lines = readme_api_lines()
+    assert lines[0].startswith("make api") and lines[1].startswith("export KEY=")
+    # The lines after the two that start the server and read its key file, against this server;
+    # every curl fails on an HTTP error and its answer follows a marker line.
+    marker = "@@end-of-answer@@"
+    script = []
+    for line in lines[2:]:
+        line = line.replace("http://127.0.0.1:8787", api).replace("curl -s ", "curl -sS --fail-with-body ")
+        script.append(f"echo {marker}; {line}" if line.startswith("curl ") else line)
+    curls = [line for line in lines[2:] if line.startswith("curl ")]
+    assert len(curls) >= 10
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", "\n".join(script)], env={**os.environ, "KEY": KEYS["analyst"]},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answers = [a.strip() for a in done.stdout.split(marker)[1:]]
+    for line, answer in zip(curls, answers, strict=True):
+        if "http_code" in line:
+            assert answer == "304", line
+        else:
+            body = json.loads(answer)
+            assert "data" in body or "openapi" in body, (line, answer[:200])
 
 
 def test_fuzz_every_operation_from_the_openapi_document(api) -> None:

@@ -175,7 +175,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
 
     def table(snap: Snapshot, view_: RoleView, name: str) -> pa.Table:
         if name not in snap.tables:
-            raise HTTPException(503, f"table curated.{name} is not built yet: run `make run`")
+            raise HTTPException(503, f"table curated.{name} is not built yet: run make run")
         if name not in view_.tables:
             raise HTTPException(403, f"role {view_.role} may not read curated.{name}")
         return view_.tables[name]
