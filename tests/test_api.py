@@ -27,7 +27,13 @@ from carelake.serve.api import ensure_dev_keys
 from carelake.serve.api.app import create_app
 from carelake.serve.api.keys import KEYS_ENV, KEYS_FILE_ENV, load_api_keys, parse_entries
 from carelake.serve.api.queries import PROVIDER_MEASURES
-from carelake.serve.api.snapshot import SnapshotStore, build_snapshot, read_table, role_table
+from carelake.serve.api.snapshot import (
+    ServedTable,
+    SnapshotStore,
+    build_snapshot,
+    read_table,
+    role_table,
+)
 from carelake.storage import table_uri
 from tests.api_fixtures import hold, serving, write_curated
 from tests.conftest import REPO
@@ -197,14 +203,16 @@ def test_api_rows_are_what_the_sql_view_shows(api, lake, spark) -> None:
 
 
 def test_role_table_drops_patient_columns_and_fails_closed(lake) -> None:
-    policies = {p.database: p for p in role_policies(lake)}
-    with_patient = pa.table({"patient_token": ["t1", "t2"], "visits": [1, 2]})
-    analyst = role_table(policies["analyst"], pa.table({"npi": ["1"], "patient_id": ["p1"], "visits": [3]}))
+    policies = role_policies(lake)
+    by_role = {p.database: p for p in policies}
+    analyst = role_table(by_role["analyst"], pa.table({"npi": ["1"], "patient_id": ["p1"], "visits": [3]}))
     assert analyst.column_names == ["npi", "visits"]
-    # Patient rows with no hospital column: a clinician gets nothing (the SQL view is not made either).
-    assert role_table(policies["clinician_hospital_a"], with_patient) is None
-    snapshot = build_snapshot({}, list(policies.values()))
-    assert snapshot.views["clinician_hospital_a"].tables == {}
+    # Patient rows with no hospital column: a clinician is not served the table (nor given a SQL view).
+    with_patient = pa.table({"patient_token": ["t1", "t2"], "visits": [1, 2]})
+    assert role_table(by_role["clinician_hospital_a"], with_patient) is None
+    snapshot = build_snapshot({"kpi_patient": ServedTable("kpi_patient", 0, with_patient)}, policies)
+    assert "kpi_patient" not in snapshot.views["clinician_hospital_a"].tables
+    assert snapshot.views["engineer"].tables["kpi_patient"].num_rows == 2
 
 
 def test_a_table_hidden_from_a_role_is_403(store, keys) -> None:

@@ -70,7 +70,9 @@ def run_api(config: Config, host: str | None = None, port: int | None = None) ->
     store = SnapshotStore(config)
     store.start(float(section.get("refresh_seconds", 5)))
     app = create_app(lambda: store.current, keys)
-    logging.getLogger("carelake.api.access").setLevel(logging.INFO)
+    # Request lines and reloads are what an operator of the API watches.
+    for name in ("carelake.api.access", "carelake.serve.api"):
+        logging.getLogger(name).setLevel(logging.INFO)
     print(f"carelake api: http://{host}:{port}/v1 (OpenAPI: http://{host}:{port}/openapi.json); Ctrl-C stops")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
