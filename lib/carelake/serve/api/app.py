@@ -132,6 +132,36 @@ class ApiJSON(JSONResponse):
         return json.dumps(json_value(content), allow_nan=False, separators=(",", ":")).encode()
 
 
+class AccessLog:
+    """ASGI middleware logging one line per request: method, route template, status, time, role.
+    Route templates and no parameter values, so no identifier is ever logged."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the client gets when the app raises before answering
+
+        async def send_status(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            state = scope.get("state") or {}
+            access_log.info(
+                "%s %s %d %.1fms role=%s", scope["method"], getattr(scope.get("route"), "path", "-"), status,
+                (time.perf_counter() - started) * 1000, state.get("role", "-"),
+            )
+
+
 def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
     """The API over the snapshots ``current()`` returns (one call per request), with ``keys``."""
     app = FastAPI(
@@ -143,7 +173,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
     )
     key_header = APIKeyHeader(name=KEY_HEADER, auto_error=False, description="an API key (docs/api.md)")
 
-    def role(request: Request, key: Annotated[str | None, Security(key_header)]) -> str:
+    async def role(request: Request, key: Annotated[str | None, Security(key_header)]) -> str:
         found = keys.role_of(key)
         if found is None:
             reason = f"missing {KEY_HEADER} header" if not key else "unknown API key"
@@ -151,7 +181,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
         request.state.role = found
         return found
 
-    def view(role_name: Annotated[str, Depends(role)]) -> tuple[Snapshot, RoleView]:
+    async def view(role_name: Annotated[str, Depends(role)]) -> tuple[Snapshot, RoleView]:
         # The one place a request picks its snapshot: a reload during the request changes nothing.
         snap = current()
         found = snap.views.get(role_name)
@@ -161,17 +191,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
 
     Current = Annotated[tuple[Snapshot, RoleView], Depends(view)]
 
-    @app.middleware("http")
-    async def log_request(request: Request, call_next):
-        # Route templates and status only: no parameter values, so no identifier is ever logged.
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        access_log.info(
-            "%s %s %d %.1fms role=%s", request.method, getattr(route, "path", "-"), response.status_code,
-            (time.perf_counter() - started) * 1000, getattr(request.state, "role", "-"),
-        )
-        return response
+    app.add_middleware(AccessLog)
 
     def table(snap: Snapshot, view_: RoleView, name: str) -> pa.Table:
         if name not in snap.tables:
@@ -209,12 +229,12 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
     Zip3 = Annotated[str | None, Query(pattern=ZIP3_PATTERN, description="service area: first three digits of the ZIP")]
 
     @app.get("/health", response_model=Health, tags=["meta"])
-    def health() -> dict[str, Any]:
+    async def health() -> dict[str, Any]:
         """Liveness: no key needed; says how many tables are loaded."""
         return {"status": "ok", "tables": len(current().tables)}
 
     @app.get(f"/{API_VERSION}/versions", response_model=VersionsAnswer, responses=ERRORS, tags=["meta"])
-    def versions(request: Request, cur: Current) -> Response:
+    async def versions(request: Request, cur: Current) -> Response:
         """The tables this role is served, their Delta versions, and when they were loaded."""
         snap, view_ = cur
         names = tuple(n for n in SERVED_TABLES if n in view_.tables)
@@ -223,7 +243,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
         })
 
     @app.get(f"/{API_VERSION}/providers/{{npi}}", response_model=ProviderAnswer, responses={**ERRORS, **NOT_FOUND}, tags=["providers"])
-    def provider(request: Request, cur: Current, npi: Annotated[str, Path(pattern=NPI_PATTERN, description="10-digit NPI")]) -> Response:
+    async def provider(request: Request, cur: Current, npi: Annotated[str, Path(pattern=NPI_PATTERN, description="10-digit NPI")]) -> Response:
         """One provider: its features, procedure statistics, and latest score per model."""
         snap, view_ = cur
         table(snap, view_, FEATURES)
@@ -237,7 +257,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
         }})
 
     @app.get(f"/{API_VERSION}/providers", response_model=RowsAnswer, responses=ERRORS, tags=["providers"])
-    def providers(
+    async def providers(
         request: Request, cur: Current, specialty: Specialty = None, zip3: Zip3 = None,
         min_encounters: Annotated[int | None, Query(ge=0, le=10**9, description="at least this many encounters in 365 days")] = None,
         sort: Annotated[Measure, Query(description="measure to sort by")] = Measure.composite_score,
@@ -254,7 +274,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
         return answer(request, snap, view_, (FEATURES,), build)
 
     @app.get(f"/{API_VERSION}/routing", response_model=RoutingAnswer, responses={**ERRORS, **NOT_FOUND}, tags=["routing"])
-    def routing(
+    async def routing(
         request: Request, cur: Current,
         zip3: Annotated[str, Query(pattern=ZIP3_PATTERN, description="patient's area (zip3)")],
         specialty: Annotated[str, Query(min_length=1, max_length=100, description="specialty needed")],
@@ -267,7 +287,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
         return answer(request, snap, view_, (DEMAND, FEATURES), lambda: {"data": suggestion})
 
     @app.get(f"/{API_VERSION}/demand", response_model=RowsAnswer, responses=ERRORS, tags=["routing"])
-    def demand(
+    async def demand(
         request: Request, cur: Current, zip3: Zip3 = None, specialty: Specialty = None,
         from_month: Annotated[str | None, Month] = None, to_month: Annotated[str | None, Month] = None,
         expand_only: Annotated[bool, Query(description="only cells flagged expand_network")] = False,
@@ -310,7 +330,7 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
     def add_month_series(series: str) -> None:
         @app.get(f"/{API_VERSION}/kpi/{series}", response_model=RowsAnswer, responses=ERRORS, tags=["kpi"],
                  name=f"kpi_{series}", description=f"KPI series kpi_{series}, by month.")
-        def month_series(request: Request, cur: Current, from_month: FromMonth = None, to_month: FromMonth = None,
+        async def month_series(request: Request, cur: Current, from_month: FromMonth = None, to_month: FromMonth = None,
                          limit: Limit = 50, offset: Offset = 0) -> Response:
             return kpi(request, cur, series, {}, from_month, to_month, limit, offset)
 
@@ -318,12 +338,12 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
         @app.get(f"/{API_VERSION}/kpi/{series}", response_model=RowsAnswer, responses=ERRORS, tags=["kpi"],
                  name=f"kpi_{series}",
                  description=f"KPI series kpi_{series}, by month, hospital and department; a clinician sees its own hospital only.")
-        def hospital_series(request: Request, cur: Current, hospital: Hospital = None, from_month: FromMonth = None,
+        async def hospital_series(request: Request, cur: Current, hospital: Hospital = None, from_month: FromMonth = None,
                             to_month: FromMonth = None, limit: Limit = 50, offset: Offset = 0) -> Response:
             return kpi(request, cur, series, {"hospital": hospital}, from_month, to_month, limit, offset)
 
     @app.get(f"/{API_VERSION}/kpi/provider", response_model=RowsAnswer, responses=ERRORS, tags=["kpi"])
-    def kpi_provider(request: Request, cur: Current, npi: Npi = None, from_month: FromMonth = None,
+    async def kpi_provider(request: Request, cur: Current, npi: Npi = None, from_month: FromMonth = None,
                      to_month: FromMonth = None, limit: Limit = 50, offset: Offset = 0) -> Response:
         """KPI series kpi_provider, by month and NPI."""
         return kpi(request, cur, "provider", {"npi": npi}, from_month, to_month, limit, offset)
