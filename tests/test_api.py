@@ -329,7 +329,7 @@ def test_fuzz_every_operation_from_the_openapi_document(api) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        @settings(max_examples=20, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def fuzz(case) -> None:
             # Default checks: no 5xx, documented status codes, content types and headers, bodies
             # that match their schema, and the same request without the key refused (ignored_auth).
