@@ -28,7 +28,6 @@ from carelake.serve.api.queries import (
     filter_providers,
     json_value,
     months_between,
-    routing_suggestion,
     sort_by_measure,
     where_equal,
 )
@@ -281,7 +280,9 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
     ) -> Response:
         """Where to route a patient of an area needing a specialty: the area's best providers and its demand."""
         snap, view_ = cur
-        suggestion = routing_suggestion(table(snap, view_, DEMAND), table(snap, view_, FEATURES), zip3, specialty)
+        table(snap, view_, DEMAND)
+        table(snap, view_, FEATURES)
+        suggestion = view_.routing.get((zip3, specialty))
         if suggestion is None:
             raise HTTPException(404, f"no network demand for specialty {specialty!r} in area {zip3} in curated.{DEMAND}")
         return answer(request, snap, view_, (DEMAND, FEATURES), lambda: {"data": suggestion})

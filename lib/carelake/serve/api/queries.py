@@ -32,11 +32,14 @@ UNKNOWN_MONTH = "unknown"
 
 
 def where_equal(table: pa.Table, values: Mapping[str, Any]) -> pa.Table:
-    """Rows of ``table`` whose columns equal ``values`` (None values: no condition)."""
-    for column, value in values.items():
-        if value is not None:
-            table = table.filter(pc.equal(table[column], pa.scalar(value, table.schema.field(column).type)))
-    return table
+    """Rows of ``table`` whose columns equal ``values`` (None values: no condition), in one filter."""
+    conditions = [pc.equal(table[c], pa.scalar(v, table.schema.field(c).type)) for c, v in values.items() if v is not None]
+    if not conditions:
+        return table
+    mask = conditions[0]
+    for condition in conditions[1:]:
+        mask = pc.and_kleene(mask, condition)
+    return table.filter(mask)
 
 
 def months_between(table: pa.Table, from_month: str | None, to_month: str | None) -> pa.Table:
@@ -67,24 +70,26 @@ def sort_by_measure(table: pa.Table, measure: str, descending: bool) -> pa.Table
     return table.take(order)
 
 
-def routing_suggestion(demand: pa.Table, features: pa.Table, zip3: str, specialty: str) -> dict[str, Any] | None:
-    """Where to send a patient of area ``zip3`` needing ``specialty``: the latest month's demand
-    row of that area and specialty and its ``route_to`` providers (best composite_score first)
-    with their measures; None when the table has no row for them."""
-    rows = where_equal(demand, {"zip3": zip3, "specialty": specialty})
-    rows = rows.filter(pc.not_equal(rows["service_month"], UNKNOWN_MONTH))
-    if rows.num_rows == 0:
-        return None
-    latest = rows.sort_by([("service_month", "descending")]).slice(0, 1).to_pylist()[0]
-    route_to = list(latest.get("route_to") or [])
-    shown = [c for c in ROUTING_FIELDS if c in features.column_names]
-    found = {r["npi"]: r for r in features.filter(pc.is_in(features["npi"], pa.array(route_to, pa.string()))).select(shown).to_pylist()}
-    return {
-        "zip3": zip3,
-        "specialty": specialty,
-        "demand": {c: latest[c] for c in DEMAND_FIELDS if c in latest},
-        "providers": [found.get(npi, {"npi": npi}) for npi in route_to],
-    }
+def routing_suggestions(demand: pa.Table, features_by_npi: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    """Where to send a patient of an area needing a specialty, for every (zip3, specialty) of
+    ``demand`` (network_demand_by_zip rows): the latest dated month's demand figures and its
+    ``route_to`` providers (best composite_score first) with their measures from
+    ``features_by_npi`` (an NPI missing there is shown by its NPI alone)."""
+    dated = demand.filter(pc.not_equal(demand["service_month"], UNKNOWN_MONTH))
+    suggestions: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in dated.sort_by([("service_month", "ascending")]).to_pylist():
+        providers = []
+        for npi in row.get("route_to") or []:
+            found = features_by_npi.get(npi)
+            providers.append({c: found[c] for c in ROUTING_FIELDS if c in found} if found else {"npi": npi})
+        # Ascending months: the latest month of a cell is written last.
+        suggestions[(row["zip3"], row["specialty"])] = {
+            "zip3": row["zip3"],
+            "specialty": row["specialty"],
+            "demand": {c: row[c] for c in DEMAND_FIELDS if c in row},
+            "providers": providers,
+        }
+    return suggestions
 
 
 def json_value(value: Any) -> Any:

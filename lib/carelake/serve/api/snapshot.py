@@ -29,6 +29,7 @@ from carelake.delta.log import add_actions, file_uri, open_table, table_exists
 from carelake.delta.storage import filesystem, rs_uri, storage_options
 from carelake.delta.types import arrow_schema_from_spark, spark_schema_from_delta
 from carelake.serve.access import RolePolicy, role_policies, view_plan
+from carelake.serve.api.queries import routing_suggestions
 from carelake.storage import table_uri
 
 log = logging.getLogger(__name__)
@@ -95,8 +96,8 @@ def _rows_by_npi(table: pa.Table | None) -> dict[str, list[dict[str, Any]]]:
 
 @dataclass(frozen=True)
 class RoleView:
-    """What one role database sees of a snapshot: its tables, and provider rows by NPI for
-    single-provider lookups without a scan."""
+    """What one role database sees of a snapshot: its tables, and provider rows by NPI and
+    routing suggestions by (zip3, specialty), so those lookups do not scan."""
 
     role: str
     hospital: str | None
@@ -104,6 +105,7 @@ class RoleView:
     features_by_npi: Mapping[str, dict[str, Any]]
     procedures_by_npi: Mapping[str, list[dict[str, Any]]]
     scores_by_npi: Mapping[str, list[dict[str, Any]]]
+    routing: Mapping[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
 
 def build_role_view(policy: RolePolicy, tables: Mapping[str, ServedTable]) -> RoleView:
@@ -121,8 +123,11 @@ def build_role_view(policy: RolePolicy, tables: Mapping[str, ServedTable]) -> Ro
     scores = visible.get(SCORES)
     if scores is not None and {"npi", "model_name", "as_of"} <= set(scores.column_names):
         scores = latest_rows(scores, ["npi", "model_name"]).sort_by([("npi", "ascending"), ("model_name", "ascending")])
+    demand = visible.get(DEMAND)
+    routing = routing_suggestions(demand, features_by_npi) if demand is not None and features is not None else {}
     return RoleView(
-        policy.database, policy.hospital, visible, features_by_npi, _rows_by_npi(procedures), _rows_by_npi(scores)
+        policy.database, policy.hospital, visible, features_by_npi, _rows_by_npi(procedures), _rows_by_npi(scores),
+        routing,
     )
 
 
