@@ -67,12 +67,12 @@ def run_api(config: Config, host: str | None = None, port: int | None = None) ->
         env[KEYS_FILE_ENV] = ensure_dev_keys(config, roles)
         print(f"carelake api: {KEYS_FILE_ENV} is not set: development keys in {env[KEYS_FILE_ENV]}")
     keys = load_api_keys(set(roles), env)
-    store = SnapshotStore(config)
-    store.start(float(section.get("refresh_seconds", 5)))
-    app = create_app(lambda: store.current, keys)
     # Request lines and reloads are what an operator of the API watches.
     for name in ("carelake.api.access", "carelake.serve.api"):
         logging.getLogger(name).setLevel(logging.INFO)
+    store = SnapshotStore(config)
+    store.start(float(section.get("refresh_seconds", 5)))
+    app = create_app(lambda: store.current, keys)
     print(f"carelake api: http://{host}:{port}/v1 (OpenAPI: http://{host}:{port}/openapi.json); Ctrl-C stops")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
