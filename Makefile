@@ -8,7 +8,7 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api
 PORT ?= 10000
 
 help:
@@ -16,10 +16,12 @@ help:
 	@echo "make test   - run the test suite"
 	@echo "make run-s3 - the same pipeline with every zone on a local S3 server (SeaweedFS), then the bucket layout"
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
+	@echo "make api    - the provider HTTP API on 127.0.0.1:$(API_PORT) until Ctrl-C (docs/api.md)"
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
 	@echo "make stream - run the stages on files as they land (micro-batches) until Ctrl-C"
 	@echo "make bench  - benchmark engines $(BENCH_ENGINES) at scales $(BENCH_SCALES): bench/results/<date>.json/.md/.png"
+	@echo "make bench-api - provider API latency (p50/p95/p99) and throughput with hey: bench/results/<date>-api.*"
 	@echo "make lint   - ruff"
 	@echo "make clean  - remove ./lakehouse (the local tables and sample data)"
 
@@ -72,6 +74,10 @@ serve: setup
 stream: setup
 	$(VENV)/bin/carelake stream --conf $(CONF)
 
+API_PORT ?= 8787
+api: setup
+	$(VENV)/bin/carelake api --conf $(CONF) --port $(API_PORT)
+
 register: setup
 	$(VENV)/bin/carelake register --conf $(CONF)
 
@@ -86,6 +92,13 @@ BENCH_STREAM_ARGS ?= --scale 1 --rates 4,12,30 --minutes 4 --soak-minutes 15
 bench: setup
 	$(PY) -m bench.run --scales $(BENCH_SCALES) --engines $(BENCH_ENGINES)
 	$(PY) -m bench.stream $(BENCH_STREAM_ARGS)
+	$(PY) -m bench.api_load --scale $(BENCH_API_SCALE)
+
+# The provider API under load: a lakehouse at BENCH_API_SCALE, then hey at 1, 8 and 32 clients
+# (docs/api.md; needs the Debian package hey). bench/results/<date>-api.json/.md
+BENCH_API_SCALE ?= 1
+bench-api: setup
+	$(PY) -m bench.api_load --scale $(BENCH_API_SCALE)
 
 lint: setup
 	$(VENV)/bin/ruff check lib tests jobs

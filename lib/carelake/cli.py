@@ -81,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=None, help="default: serve.port (10000)")
     serve.add_argument("--host", default=None, help="default: serve.host (127.0.0.1)")
 
+    api = commands.add_parser("api", help="the provider HTTP API over the curated tables, until Ctrl-C (docs/api.md)")
+    _add_conf(api)
+    api.add_argument("--port", type=int, default=None, help="default: api.port (8787)")
+    api.add_argument("--host", default=None, help="default: api.host (127.0.0.1)")
     register = commands.add_parser("register", help="refresh the SQL catalog (no server may be running)")
     _add_conf(register)
 
@@ -247,6 +251,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from carelake.serve.thrift import serve
 
             return serve(load_config(args.conf), args.port, args.host)
+        if args.command == "api":
+            from carelake.serve.api import run_api
+
+            return run_api(load_config(args.conf), args.host, args.port)
         if args.command == "register":
             from carelake.serve.catalog import register as register_catalog
 

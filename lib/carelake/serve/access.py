@@ -7,7 +7,7 @@ so a config typo cannot widen it:
   (see :data:`PII_COLUMNS`) removed even if one ever reached curated.
 - ``clinician: {hospital: <source system> | [<source system>, ...]}`` -> one database
   ``clinician_<hospital>`` each: curated and processed tables, rows of that hospital only (row
-  filter on ``source_system``, ``patient_source_system`` or ``_source_system``), names and
+  filter on ``source_system``, ``patient_source_system``, ``_source_system`` or ``hospital``), names and
   contact details from ``processed.patients_pii`` in clear (treatment needs them), SSN masked
   to its last four digits; tables with patient data but no hospital column, raw tables and the
   quarantine are not exposed.
@@ -52,7 +52,8 @@ PII_COLUMNS = frozenset(
 # A clinician treats the hospital's own patients and needs them by name; raw payloads stay hidden.
 CLINICIAN_HIDDEN = frozenset({"raw_payload", "_raw_payload"})
 PATIENT_COLUMNS = frozenset({"patient_key", "patient_token", "patient_sk", "patient_id"})
-HOSPITAL_COLUMNS = ("source_system", "patient_source_system", "_source_system")
+# The KPI marts name the source system of their rows `hospital`.
+HOSPITAL_COLUMNS = ("source_system", "patient_source_system", "_source_system", "hospital")
 # Raw payloads of failed rows carry whatever the source sent, identifiers included.
 CLINICIAN_RESTRICTED = frozenset({"_quarantine"})
 ENGINEER_RESTRICTED = frozenset(f"{entity}{PII_SUFFIX}" for entity in DIRECT_IDENTIFIERS)
@@ -108,24 +109,48 @@ def role_policies(config: Config) -> list[RolePolicy]:
     return policies
 
 
+@dataclass(frozen=True)
+class ViewPlan:
+    """What a role's view of one table keeps: columns (in order), masked ones, a hospital filter."""
+
+    columns: tuple[str, ...]
+    masks: Mapping[str, str]
+    hospital_column: str | None = None
+    hospital: str | None = None
+
+
+def view_plan(policy: RolePolicy, columns: list[str]) -> ViewPlan | None:
+    """How ``policy`` shows a table of ``columns``, or ``None`` when the role must not see it at
+    all. The SQL views (:func:`view_sql`) and the HTTP API (``carelake.serve.api``) both follow it."""
+    kept = tuple(c for c in columns if c not in policy.drop_columns)
+    if not kept:
+        return None
+    masks = {c: sql for c, sql in (policy.mask_columns or {}).items() if c in kept}
+    if policy.hospital is None:
+        return ViewPlan(kept, masks)
+    hospital_col = next((c for c in HOSPITAL_COLUMNS if c in columns), None)
+    if hospital_col is None:
+        if PATIENT_COLUMNS & set(columns):
+            return None  # patient rows that cannot be attributed to a hospital: fail closed
+        return ViewPlan(kept, masks)
+    return ViewPlan(kept, masks, hospital_col, policy.hospital)
+
+
 def view_sql(policy: RolePolicy, source: str, columns: list[str]) -> str | None:
     """The ``SELECT`` a role's view of table ``source`` (columns ``columns``) runs, or ``None``
     when the role must not see the table at all."""
-    kept = [c for c in columns if c not in policy.drop_columns]
+    plan = view_plan(policy, columns)
+    if plan is None:
+        return None
     where = ""
-    if policy.hospital is not None:
-        hospital_col = next((c for c in HOSPITAL_COLUMNS if c in columns), None)
-        if hospital_col is None:
-            if PATIENT_COLUMNS & set(columns):
-                return None  # patient rows that cannot be attributed to a hospital: fail closed
-        else:
-            literal = "'" + policy.hospital.replace("'", "''") + "'"
-            where = f" WHERE {quote(hospital_col)} = {literal}"
-    masks = policy.mask_columns or {}
+    if plan.hospital_column is not None:
+        literal = "'" + str(plan.hospital).replace("'", "''") + "'"
+        where = f" WHERE {quote(plan.hospital_column)} = {literal}"
     select = ", ".join(
-        f"{masks[c].format(col=quote(c))} AS {quote(c)}" if c in masks else quote(c) for c in kept
+        f"{plan.masks[c].format(col=quote(c))} AS {quote(c)}" if c in plan.masks else quote(c)
+        for c in plan.columns
     )
-    return f"SELECT {select} FROM {source}{where}" if kept else None
+    return f"SELECT {select} FROM {source}{where}"
 
 
 def _databases(spark: SparkSession) -> set[str]:
