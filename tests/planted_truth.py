@@ -75,3 +75,11 @@ def fact_frames(spark: SparkSession, out: Path, start: date) -> dict[str, DataFr
 def provider_truth(out: Path) -> pd.DataFrame:
     """The planted per-NPI truth (``_truth/providers.csv``) indexed by NPI."""
     return truth_frame(out, PROVIDERS_FILE).set_index("npi")
+
+
+def hospital_a_procedures(spark: SparkSession, out: Path) -> DataFrame:
+    """hospital_a's procedure files (conf/local.yaml column names) as ``fact_procedure`` columns."""
+    rows = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((out / "hospital_a" / "procedures").glob("*.csv"))])
+    return spark.createDataFrame(rows[["procedure_id", "provider_npi", "cpt_code", "procedure_date"]]).select(
+        "procedure_id", F.col("provider_npi").alias("npi"), F.col("cpt_code").alias("procedure_code"),
+        F.to_date("procedure_date").alias("procedure_date"))
