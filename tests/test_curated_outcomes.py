@@ -28,6 +28,7 @@ from carelake.curated.outcomes import (
     shrink_ratios,
     with_expected,
 )
+from carelake.curated.procedures import procedure_specialisation
 from tests.test_curated_data import OPEN, PATIENT_SCHEMA, PROVIDER_SCHEMA, START
 
 AS_OF = date(2024, 12, 31)
@@ -188,3 +189,12 @@ def test_provider_outcomes_columns_are_documented(spark: SparkSession, encounter
     # npi 1: e1 (1), e2 (0), e5r (0) -> 3 cases, 1 event
     assert (readmission["1"].cases, readmission["1"].observed) == (3, 1.0)
     assert sorted(r.rank_in_specialty for r in readmission.values()) == [1, 2, 3]
+
+
+def test_specialisation_is_the_code_done_more_than_peers_not_the_most_frequent(spark: SparkSession) -> None:
+    rows = [(f"p{i}", n, code, date(2024, 6, 1)) for i, (n, code) in enumerate(
+        [("1", "A")] * 3 + [("1", "B")] + [("2", "A")] * 3 + [("2", "C")])]
+    procedures = spark.createDataFrame(rows, "procedure_id string, npi string, procedure_code string, procedure_date date")
+    found = procedure_specialisation(procedures, _providers(spark), AS_OF, min_volume=4)
+    # npi 1: A 0.75 / ((3 + 1) / (4 + 1)) = 0.9375; B 0.25 / ((0 + 1) / (4 + 1)) = 1.25 -> B
+    assert sorted((r.npi, r.procedure_code, r.lift) for r in found.collect()) == [("1", "B", 1.25), ("2", "C", 1.25)]
