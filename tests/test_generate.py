@@ -16,6 +16,7 @@ import pytest
 from carelake.config import Config, load_config
 from carelake.generate import DEFECT_KINDS, MANIFEST_NAME, Manifest, generate
 from carelake.generate.formats import spark_to_strftime
+from carelake.generate.truth import ENCOUNTERS_FILE, PATIENTS_FILE, PROVIDERS_FILE, TRUTH_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 0.01
@@ -98,6 +99,52 @@ def test_same_seed_same_bytes_other_seed_other_bytes(config: Config, clean, tmp_
     common = other_digests.keys() & digests.keys()
     assert len(common) >= 0.9 * len(digests)
     assert all(other_digests[p] != digests[p] for p in common)
+    out, _ = clean
+    for name in (PROVIDERS_FILE, PATIENTS_FILE, ENCOUNTERS_FILE):  # same seed, same truth
+        assert (tmp_path / "again" / TRUTH_DIR / name).read_bytes() == (out / TRUTH_DIR / name).read_bytes()
+        assert (tmp_path / "other" / TRUTH_DIR / name).read_bytes() != (out / TRUTH_DIR / name).read_bytes()
+
+
+def _truth_rows(out: Path, name: str) -> list[dict]:
+    with (out / TRUTH_DIR / name).open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_truth_describes_every_provider_patient_and_encounter(clean) -> None:
+    out, manifest = clean
+    rows = manifest.rows_by_entity()
+    providers = _truth_rows(out, PROVIDERS_FILE)
+    assert len({p["npi"] for p in providers}) == len(providers) >= 20
+    assert all(luhn_ok(p["npi"]) and float(p["cost_factor"]) > 0 for p in providers)
+    encounters = _truth_rows(out, ENCOUNTERS_FILE)
+    assert len(encounters) == rows["encounters"]
+    patients = {(p["source_system"], p["patient_id"]) for p in _truth_rows(out, PATIENTS_FILE)}
+    assert {(e["source_system"], e["patient_id"]) for e in encounters} <= patients
+    assert {e["npi"] for e in encounters} <= {p["npi"] for p in providers}
+
+
+def test_readmissions_are_later_inpatient_stays_of_the_same_patient(clean) -> None:
+    out, _ = clean
+    encounters = _truth_rows(out, ENCOUNTERS_FILE)
+    by_id = {(e["source_system"], e["encounter_id"]): e for e in encounters}
+    readmissions = [e for e in encounters if e["readmission_of"]]
+    assert readmissions and any(e["planned_readmission"] == "True" for e in readmissions)
+    for e in readmissions:
+        index = by_id[(e["source_system"], e["readmission_of"])]
+        gap = (datetime.fromisoformat(e["admit_date"]) - datetime.fromisoformat(index["discharge_date"])).days
+        assert index["encounter_type"] == e["encounter_type"] == "inpatient"
+        assert index["patient_id"] == e["patient_id"] and 1 <= gap <= 30, (index, e)
+        assert index["readmitted_30d_flag"] == "True"
+        assert (e["diagnosis_code"] == "Z51.11") == (e["planned_readmission"] == "True")
+
+
+def test_sicker_patients_go_to_providers_with_more_case_mix_pull(clean) -> None:
+    out, _ = clean
+    pull = {p["npi"]: float(p["case_mix_pull"]) for p in _truth_rows(out, PROVIDERS_FILE)}
+    rows = [(float(e["patient_risk"]), pull[e["npi"]]) for e in _truth_rows(out, ENCOUNTERS_FILE)]
+    high = [p for r, p in rows if r > 1]
+    low = [p for r, p in rows if r < -1]
+    assert sum(high) / len(high) > sum(low) / len(low) + 0.3
 
 
 def test_files_match_globs_and_configured_headers(config: Config, clean) -> None:
@@ -215,8 +262,8 @@ def test_manifest_counts_equal_file_contents(config: Config, clean) -> None:
     assert manifest.defects == []
     assert manifest.parameters == {"scale": SCALE, "seed": 42, "defect_rate": 0.0,
                                    "start": "2024-01-01", "months": 12}
-    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()} - {MANIFEST_NAME}
-    assert written == {f.path for f in manifest.files}
+    written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and TRUTH_DIR not in p.parts}
+    assert written - {MANIFEST_NAME} == {f.path for f in manifest.files}
 
 
 def test_scale_001_volumes(clean) -> None:

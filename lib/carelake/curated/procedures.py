@@ -98,3 +98,28 @@ def provider_procedure_stats(
         Window.partitionBy("specialty", "procedure_code", eligible).orderBy(F.col("procedure_score").desc())
     )
     return scored.withColumn("specialty_rank", F.when(eligible, rank))
+
+
+def procedure_specialisation(procedures: DataFrame, providers: DataFrame, as_of: date,
+                             min_volume: int = MIN_VOLUME_TO_RANK) -> DataFrame:
+    """``fact_procedure`` + ``dim_provider`` -> one row per NPI with at least ``min_volume``
+    procedures in the 365 days to ``as_of``: ``npi``, ``specialty``, ``procedure_code`` (the code
+    whose share of the provider's procedures most exceeds its share among the specialty's
+    peers) and ``lift`` (that ratio; ties: lowest code).
+
+    The most frequent code says what the specialty does (office visits); the lift says what
+    this provider does more of than its peers, with its own procedures kept out of the peers."""
+    attributes = providers_as_of(providers, as_of).select("npi", "specialty")
+    counts = (procedures.where(in_window(F.col("procedure_date"), as_of, LONG_DAYS)).join(attributes, "npi")
+              .groupBy("npi", "specialty", "procedure_code").agg(F.count(F.lit(1)).alias("_n")))
+    by_npi = Window.partitionBy("npi")
+    code = Window.partitionBy("specialty", "procedure_code")
+    spec = Window.partitionBy("specialty")
+    total = F.sum("_n").over(by_npi)
+    peers_code = F.sum("_n").over(code) - F.col("_n")
+    peers_all = F.sum("_n").over(spec) - total
+    lift = (F.col("_n") / total) / ((peers_code + 1) / (peers_all + 1))  # +1: a code no peer uses
+    ranked = counts.withColumn("_total", total).withColumn("lift", F.round(lift, RATIO_DIGITS))
+    best = Window.partitionBy("npi").orderBy(F.col("lift").desc(), F.col("procedure_code"))
+    return (ranked.where(F.col("_total") >= min_volume).withColumn("_r", F.row_number().over(best))
+            .where(F.col("_r") == 1).select("npi", "specialty", "procedure_code", "lift"))

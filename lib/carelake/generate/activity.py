@@ -12,15 +12,31 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from carelake.generate import reference as ref
-from carelake.generate.world import DAY, Batch, Patients, Providers
+from carelake.generate.world import DAY, DEMAND_GROWTH, Batch, Patients, Providers
 
 ENCOUNTER_ID_STYLES = ("E{:08d}", "enc-{:d}", "V{:09d}")
 PROCEDURE_ID_STYLES = ("PR{:09d}", "proc-{:d}", "{:010d}")
 
-# Readmission and complication base rates per encounter type (inpatient, outpatient, emergency).
+# The source's readmission flag on outpatient / emergency visits is noise at these rates
+# (index = encounter type: inpatient, outpatient, emergency); inpatient flags are real.
 READMIT_BASE = np.array([0.16, 0.08, 0.12])
 COMPLICATION_BASE = np.array([0.08, 0.02, 0.05])
 INPATIENT_DAY_CHARGE = 1800.0  # dollars per night, before the provider's cost factor
+# Planted effects (log-odds or log scale per standard deviation of patient risk / provider
+# quality); see docs/measures.md for how the measures recover them.
+READMIT_INDEX_BASE = 0.14  # unplanned 30-day readmission of an average patient and provider
+READMIT_RISK, READMIT_QUALITY = 0.6, 0.5
+COMPLICATION_RISK, COMPLICATION_QUALITY = 0.5, 0.45
+SPECIALISED_BENEFIT = 0.7  # fewer complications when the provider does what it excels at
+SPECIALISED_SHARE = 0.35  # share of a provider's encounters built around its specialised code
+PLANNED_READMIT_RATE = 0.04
+PLANNED_DIAGNOSIS = "Z51.11"  # encounter for antineoplastic chemotherapy: a planned stay
+INPATIENT_EXTRA_NIGHTS = 2.0  # mean nights beyond the first of an average patient and provider
+LOS_RISK, LOS_COST = 0.25, 1.5
+CHRONIC_DIAGNOSIS_SHARE = 0.5  # encounters of a chronically ill patient coded with that condition
+CASE_MIX_TILT = 0.8
+INPATIENT_SPECIALTY_MIN = 0.2  # specialties admitting at least this share of their patients
+PICK_CHUNK = 2048
 
 
 @dataclass
@@ -45,6 +61,41 @@ class ClaimInput:
     billed_cents: np.ndarray
 
 
+def planted_effects() -> dict[str, float]:
+    """The effect sizes this module plants, for the truth folder."""
+    return {
+        "readmission_index_base_rate": READMIT_INDEX_BASE, "readmission_log_odds_per_risk_sd": READMIT_RISK,
+        "readmission_log_odds_per_quality_sd": -READMIT_QUALITY,
+        "complication_log_rate_per_risk_sd": COMPLICATION_RISK,
+        "complication_log_rate_per_quality_sd": -COMPLICATION_QUALITY,
+        "complication_log_rate_specialised": -SPECIALISED_BENEFIT, "planned_readmission_rate": PLANNED_READMIT_RATE,
+        "planned_readmission_diagnosis": PLANNED_DIAGNOSIS, "extra_nights_mean": INPATIENT_EXTRA_NIGHTS,
+        "extra_nights_log_per_risk_sd": LOS_RISK, "extra_nights_cost_exponent": LOS_COST,
+        "case_mix_tilt": CASE_MIX_TILT, "inpatient_day_charge": INPATIENT_DAY_CHARGE,
+    }
+
+
+@dataclass(frozen=True)
+class Readmission:
+    """A later inpatient stay caused by an earlier one, waiting for the month it falls in."""
+
+    patient: int
+    admit: date
+    planned: bool
+    index_encounter_id: str
+
+
+@dataclass
+class HospitalMonth:
+    """What one hospital produced in a month, with the truth behind it and the stays still due."""
+
+    encounters: Batch
+    procedures: Batch
+    claim_input: ClaimInput
+    truth: Batch
+    scheduled: list[Readmission]
+
+
 def _days(start: date, offsets: np.ndarray) -> list[date]:
     return [start + timedelta(days=d) for d in offsets.tolist()]
 
@@ -59,38 +110,128 @@ def _choose(rng: np.random.Generator, pool: np.ndarray, weights: np.ndarray, n: 
 
 
 def pick_providers(rng: np.random.Generator, providers: Providers, pool: np.ndarray,
-                   areas: np.ndarray) -> np.ndarray:
-    """A provider from ``pool`` for each patient area: mostly one practising in that area."""
-    weight = providers.volume[pool] * np.where(providers.active[pool], 1.0, 0.02)
-    out = _choose(rng, pool, weight, areas.size)
+                   areas: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """A provider from ``pool`` for each patient (area, risk): mostly one practising in that
+    area, busier ones more often, and sicker patients more often to providers with a high
+    ``case_mix_pull`` (so case mix is confounded with quality)."""
+    base = np.log(providers.volume[pool] * np.where(providers.active[pool], 1.0, 0.02))
+    pull = providers.case_mix_pull[pool]
+    home = providers.area[pool]
     local = rng.random(areas.size) < 0.85
-    for a in np.unique(areas).tolist():
-        in_area = providers.area[pool] == a
-        rows = np.flatnonzero(local & (areas == a))
-        if in_area.any() and rows.size:
-            out[rows] = _choose(rng, pool[in_area], weight[in_area], rows.size)
+    out = np.empty(areas.size, dtype=np.int64)
+    for lo in range(0, areas.size, PICK_CHUNK):  # chunks bound the (patients x pool) matrix
+        sl = slice(lo, lo + PICK_CHUNK)
+        logits = base[None, :] + CASE_MIX_TILT * risk[sl, None] * pull[None, :]
+        in_area = home[None, :] == areas[sl, None]
+        restrict = local[sl] & in_area.any(axis=1)
+        logits = np.where(restrict[:, None] & ~in_area, -np.inf, logits)
+        out[sl] = pool[np.argmax(logits + rng.gumbel(size=logits.shape), axis=1)]  # Gumbel-max draw
     return out
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1 - p)))
+
+
+def _patient_draw(rng: np.random.Generator, patients: Patients, n: int, elapsed_years: float) -> np.ndarray:
+    """``n`` patient indices: a few patients come back often, and areas grow at their
+    planted :data:`reference`-area demand growth rate."""
+    growth = np.array(DEMAND_GROWTH)[patients.area]
+    weight = (np.arange(len(patients)) + 1.0) ** -0.286 * (1.0 + growth) ** elapsed_years
+    return rng.choice(len(patients), size=n, p=weight / weight.sum())
+
+
+def _concat(batches: list[Batch]) -> Batch:
+    return {c: [v for b in batches for v in b[c]] for c in batches[0]}
 
 
 def hospital_month(rng: np.random.Generator, hospital: int, system: str, n: int,
                    providers: Providers, patients: Patients, month_start: date, days: int,
-                   counters: Counters) -> tuple[Batch, Batch, ClaimInput]:
-    """``n`` encounters of one hospital in one month, their procedures and claim inputs."""
+                   counters: Counters, due: list[Readmission], elapsed_years: float) -> HospitalMonth:
+    """``n`` new encounters of one hospital in one month plus the readmissions ``due`` in it
+    (and those they cause within the month), their procedures, claim inputs and truth."""
+    month_end = month_start + timedelta(days=days - 1)
+    parts: list[HospitalMonth] = []
+    later: list[Readmission] = []
+    pending, first = list(due), True
+    while first or pending:
+        part = _encounter_batch(rng, hospital, system, n if first else 0, providers, patients,
+                                month_start, days, counters, pending, elapsed_years)
+        parts.append(part)
+        pending = [r for r in part.scheduled if r.admit <= month_end]
+        later += [r for r in part.scheduled if r.admit > month_end]
+        first = False
+    claims = ClaimInput(system=system, encounter_id=[], patient_id=[], npi=[], payer=[], admit=[], discharge=[],
+                        billed_cents=np.concatenate([p.claim_input.billed_cents for p in parts]))
+    for p in parts:
+        for name in ("encounter_id", "patient_id", "npi", "payer", "admit", "discharge"):
+            getattr(claims, name).extend(getattr(p.claim_input, name))
+    return HospitalMonth(_concat([p.encounters for p in parts]), _concat([p.procedures for p in parts]),
+                         claims, _concat([p.truth for p in parts]), later)
+
+
+def _encounter_batch(rng: np.random.Generator, hospital: int, system: str, n_new: int,
+                     providers: Providers, patients: Patients, month_start: date, days: int,
+                     counters: Counters, readmissions: list[Readmission], elapsed_years: float) -> HospitalMonth:
+    k = len(readmissions)
+    n = n_new + k
     pool = np.array(providers.at_hospital(hospital))
-    pat = (len(patients) * rng.random(n) ** 1.4).astype(int)  # some patients come back often
-    prov = pick_providers(rng, providers, pool, patients.area[pat])
+    pat = np.concatenate([_patient_draw(rng, patients, n_new, elapsed_years),
+                          np.array([r.patient for r in readmissions], dtype=np.int64)]).astype(np.int64)
+    risk = patients.risk[pat]
+    prov = pick_providers(rng, providers, pool, patients.area[pat], risk)
+    if k:  # a readmission is an inpatient stay: the attending is one who admits patients
+        admitting = pool[[ref.SPECIALTIES[s].type_probs[0] >= INPATIENT_SPECIALTY_MIN for s in providers.specialty[pool].tolist()]]
+        prov[n_new:] = pick_providers(rng, providers, admitting if admitting.size else pool,
+                                      patients.area[pat[n_new:]], risk[n_new:])
     spec = providers.specialty[prov]
     cum = np.cumsum(np.array([s.type_probs for s in ref.SPECIALTIES]), axis=1)[spec]
     etype = np.minimum((rng.random(n)[:, None] > cum).sum(axis=1), 2)
-    los = np.where(etype == 0, np.minimum(rng.geometric(0.3, size=n), 10),
+    etype[n_new:] = 0
+    planned = np.zeros(n, dtype=bool)
+    planned[n_new:] = [r.planned for r in readmissions]
+    cost = providers.cost[prov]
+    # Sicker patients and costlier providers stay longer; the provider's cost factor is utilisation too.
+    stay = 1 + rng.poisson(INPATIENT_EXTRA_NIGHTS * np.exp(LOS_RISK * risk) * cost ** LOS_COST)
+    los = np.where(etype == 0, np.where(planned, 1, np.minimum(stay, 10)),
                    np.where(etype == 2, (rng.random(n) < 0.3).astype(int), 0))
     admit_off = rng.integers(0, days, size=n)
+    admit_off[n_new:] = [(r.admit - month_start).days for r in readmissions]
     q = providers.quality[prov]
-    readmit = rng.random(n) < READMIT_BASE[etype] * np.exp(-0.35 * q)
-    complication = rng.random(n) < COMPLICATION_BASE[etype] * np.exp(-0.4 * q)
+    codes_of = [ref.SPECIALTIES[s].procedures for s in spec.tolist()]
+    own = [providers.specialised[p] for p in prov.tolist()]
+    specialised = (rng.random(n) < SPECIALISED_SHARE) & np.array(
+        [c is not None and c in codes for c, codes in zip(own, codes_of, strict=True)])
+    complication_p = COMPLICATION_BASE[etype] * np.exp(COMPLICATION_RISK * risk - COMPLICATION_QUALITY * q
+                                                       - SPECIALISED_BENEFIT * specialised)
+    complication = rng.random(n) < np.minimum(complication_p, 0.95)
+    # 30-day outcome of an inpatient stay: an unplanned readmission (risk and quality driven) or
+    # a planned one (chemotherapy, neither); the readmission itself is a later encounter.
+    unplanned_p = _sigmoid(_logit(READMIT_INDEX_BASE) + READMIT_RISK * risk - READMIT_QUALITY * q)
+    u = rng.random(n)
+    index = (etype == 0) & ~planned
+    will_unplanned = index & (u < unplanned_p)
+    will_planned = index & ~will_unplanned & (u > 1 - PLANNED_READMIT_RATE)
+    gap = np.where(will_unplanned, np.minimum(rng.geometric(0.1, size=n), 30), rng.integers(7, 29, size=n))
+    # The source's own flag: any stay within 30 days after an inpatient stay, and noise elsewhere.
+    flag = np.where(etype == 0, will_unplanned | will_planned, rng.random(n) < READMIT_BASE[etype])
     satisfaction = np.clip(np.rint(3.9 + 0.45 * q + rng.normal(0, 0.8, size=n) - 0.7 * complication), 1, 5)
     dx_pick = rng.random(n)
+    chronic_pick = rng.random(n) < CHRONIC_DIAGNOSIS_SHARE
     specs = [ref.SPECIALTIES[s] for s in spec.tolist()]
+    diagnoses = []
+    for i, (s, v) in enumerate(zip(specs, dx_pick.tolist(), strict=True)):
+        chronic = patients.chronic_code[pat[i]]
+        if planned[i]:
+            diagnoses.append(PLANNED_DIAGNOSIS)
+        elif chronic is not None and chronic_pick[i]:
+            diagnoses.append(chronic)
+        else:
+            diagnoses.append(s.diagnoses[int(v * len(s.diagnoses))])
     admit = _days(month_start, admit_off)
     discharge = _days(month_start, admit_off + los)
     enc_style = ENCOUNTER_ID_STYLES[hospital % len(ENCOUNTER_ID_STYLES)]
@@ -107,11 +248,30 @@ def hospital_month(rng: np.random.Generator, hospital: int, system: str, n: int,
         "encounter_type": [ref.ENCOUNTER_TYPES[t] for t in types],
         "admit_date": admit,
         "discharge_date": discharge,
-        "diagnosis_code": [s.diagnoses[int(u * len(s.diagnoses))] for s, u in zip(specs, dx_pick.tolist(), strict=True)],
-        "readmitted_30d": readmit.tolist(),
+        "diagnosis_code": diagnoses,
+        "readmitted_30d": flag.tolist(),
         "complication": complication.tolist(),
         "satisfaction_score": satisfaction.astype(int).tolist(),
         "updated_at": _stamps([d + timedelta(days=1) for d in discharge], rng, 6 * 3600, 23 * 3600),
+    }
+    scheduled = [Readmission(int(pat[i]), discharge[i] + timedelta(days=int(gap[i])), bool(will_planned[i]), enc_ids[i])
+                 for i in np.flatnonzero(will_unplanned | will_planned).tolist()]
+    truth: Batch = {
+        "source_system": [system] * n,
+        "encounter_id": enc_ids,
+        "patient_id": encounters["patient_id"],
+        "npi": npis,
+        "encounter_type": encounters["encounter_type"],
+        "diagnosis_code": diagnoses,
+        "admit_date": admit,
+        "discharge_date": discharge,
+        "complication": complication.tolist(),
+        "readmitted_30d_flag": flag.tolist(),
+        "filed_at": encounters["updated_at"],
+        "patient_risk": np.round(risk, 4).tolist(),
+        "readmission_of": [None] * n_new + [r.index_encounter_id for r in readmissions],
+        "planned_readmission": planned.tolist(),
+        "specialised_procedure": specialised.tolist(),
     }
 
     per_enc = rng.choice(3, size=n, p=[0.5, 0.3, 0.2]) + 1
@@ -119,9 +279,11 @@ def hospital_month(rng: np.random.Generator, hospital: int, system: str, n: int,
     m = enc.size
     code_pick = rng.random(m).tolist()
     codes = [specs[e].procedures[int(u * len(specs[e].procedures))] for e, u in zip(enc.tolist(), code_pick, strict=True)]
+    first_of = np.r_[True, enc[1:] != enc[:-1]] if m else np.zeros(0, dtype=bool)
+    codes = [own[e] if f and specialised[e] else c for e, f, c in zip(enc.tolist(), first_of.tolist(), codes, strict=True)]
     units = 1 + (rng.random(m) < 0.15).astype(int) + (rng.random(m) < 0.05).astype(int)
-    price = np.array([ref.PROCEDURE_PRICES[c] for c in codes])
-    charge = np.rint(price * units * providers.cost[prov[enc]] * np.exp(rng.normal(0, 0.12, size=m)) * 100)
+    price = np.array([ref.PROCEDURE_PRICES[c] for c in codes]) if m else np.zeros(0)
+    charge = np.rint(price * units * cost[enc] * np.exp(rng.normal(0, 0.12, size=m)) * 100)
     charge = charge.astype(np.int64)
     proc_off = admit_off[enc] + (rng.random(m) * (los[enc] + 1)).astype(int)
     proc_style = PROCEDURE_ID_STYLES[hospital % len(PROCEDURE_ID_STYLES)]
@@ -136,7 +298,7 @@ def hospital_month(rng: np.random.Generator, hospital: int, system: str, n: int,
     }
     counters.procedures += m
 
-    room = np.rint(np.where(etype == 0, los, 0) * INPATIENT_DAY_CHARGE * providers.cost[prov] * 100)
+    room = np.rint(np.where(etype == 0, los, 0) * INPATIENT_DAY_CHARGE * cost * 100)
     billed = np.bincount(enc, weights=charge, minlength=n) + room
     claim_input = ClaimInput(
         # copies: defects injected into the encounter file must not leak into claims
@@ -144,7 +306,7 @@ def hospital_month(rng: np.random.Generator, hospital: int, system: str, n: int,
         payer=[patients.payer[p] for p in pat.tolist()], admit=admit, discharge=discharge,
         billed_cents=billed.astype(np.int64),
     )
-    return encounters, procedures, claim_input
+    return HospitalMonth(encounters, procedures, claim_input, truth, scheduled)
 
 
 def claims_month(rng: np.random.Generator, inputs: list[ClaimInput], first_id: int) -> Batch:

@@ -19,6 +19,7 @@ from carelake.generate import activity
 from carelake.generate.defects import HEADER_ONLY, SPECS, TRUNCATED_LINE, inject
 from carelake.generate.formats import Renderer, file_name
 from carelake.generate.manifest import Defect, FileEntry, Manifest
+from carelake.generate.truth import TruthWriter
 from carelake.generate.world import Batch, Patients, Providers
 
 # Volumes at scale 1 over twelve months.
@@ -110,7 +111,9 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     Rows grow linearly with ``scale`` (1.0: ~100k encounters, ~2k providers, ~40k patients).
     The same ``seed``, ``scale`` and ``defect_rate`` give byte-identical files; about
     ``defect_rate`` of each file's rows carry a recorded defect. Returns the manifest, also
-    written to ``<out_dir>/_manifest.json``.
+    written to ``<out_dir>/_manifest.json``; the planted truth (provider quality and cost
+    efficiency, patient risk, readmission links, area demand) goes to ``<out_dir>/_truth/``
+    (:mod:`carelake.generate.truth`).
     """
     if scale <= 0:
         raise ValueError(f"scale: expected > 0, found {scale}")
@@ -142,6 +145,8 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     members = {s.name: (providers.at_hospital(index[s.name]) if s.name in index else list(range(len(providers))))
                for s in with_entity["providers"]}
     counters = [activity.Counters() for _ in hospitals]
+    due: list[list[activity.Readmission]] = [[] for _ in hospitals]
+    truth = TruthWriter(out)
     claim_seq = referral_seq = activity_seq = 0
 
     for m in range(months):
@@ -168,12 +173,14 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
         for h, w in zip(hospitals, weights.tolist(), strict=True):
             i = index[h.name]
             n = max(1, round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season))
-            encounters, procedures, claim_input = activity.hospital_month(
-                rng, i, h.name, n, providers, patients[i], month_start, days, counters[i])
-            writer.write(h, "encounters", tag, encounters)
+            produced = activity.hospital_month(
+                rng, i, h.name, n, providers, patients[i], month_start, days, counters[i], due[i], m / 12)
+            due[i] = produced.scheduled  # readmissions after the last month are never written
+            writer.write(h, "encounters", tag, produced.encounters)
             if "procedures" in h.entities:
-                writer.write(h, "procedures", tag, procedures)
-            claim_inputs.append(claim_input)
+                writer.write(h, "procedures", tag, produced.procedures)
+            claim_inputs.append(produced.claim_input)
+            truth.encounters(produced.truth)
         if with_entity["claims"]:
             claims = activity.claims_month(rng, claim_inputs, claim_seq)
             claim_seq += len(claims["claim_id"])
@@ -199,5 +206,6 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
         if csv_hospitals:
             month_start, _ = _month(start, months // 2)
             writer.header_only(csv_hospitals[0], "encounters", month_start.strftime("%Y-%m") + "-resend")
+    truth.finish(providers, [(h.name, patients[index[h.name]]) for h in hospitals], activity.planted_effects())
     manifest.write(out)
     return manifest

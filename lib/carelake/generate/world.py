@@ -67,6 +67,27 @@ def _pick(rng: np.random.Generator, options: tuple[str, ...] | list[str], n: int
     return [options[i] for i in rng.integers(0, len(options), size=n).tolist()]
 
 
+# Areas (indices into reference.ZIP_AREAS) planted with a provider shortage: half of the
+# providers who would practise there practise elsewhere, while their patients stay.
+SHORT_AREAS = (1,)
+SHORT_AREA_KEEP = 0.5
+CASE_MIX_PULL_QUALITY = 0.8
+MIN_CODES_TO_SPECIALISE = 3
+# Planted yearly growth of each area's patient demand (index = area).
+DEMAND_GROWTH = (0.0, 0.05, 0.30, -0.10, 0.15)
+# Patient risk: a log-odds shift from age and a frailty partly visible as a chronic diagnosis.
+RISK_AGE_PER_YEAR = 0.03
+CHRONIC_CODES = ("I50.9", "N18.4", "J44.9")
+CHRONIC_FRAILTY = 0.5  # frailty above this carries one of CHRONIC_CODES
+
+
+def _thin_short_areas(rng: np.random.Generator, area: np.ndarray, n_areas: int) -> np.ndarray:
+    """Move about half the providers of each :data:`SHORT_AREAS` area to another area."""
+    moved = np.isin(area, SHORT_AREAS) & (rng.random(area.size) > SHORT_AREA_KEEP)
+    others = np.array([a for a in range(n_areas) if a not in SHORT_AREAS])
+    return np.where(moved, others[rng.integers(0, others.size, size=area.size)], area)
+
+
 def _home_areas(rng: np.random.Generator, home: np.ndarray, n_areas: int) -> np.ndarray:
     """Mostly the home area, sometimes another one."""
     away = rng.random(home.size) < 0.3
@@ -90,8 +111,11 @@ class Providers:
     updated_at: list[datetime]
     hospitals: list[tuple[int, ...]]  # indices of the hospitals the provider works at
     quality: np.ndarray  # > 0 better outcomes
-    cost: np.ndarray  # multiplies charges
+    cost: np.ndarray  # multiplies charges and lengthens stays
     volume: np.ndarray  # relative patient volume
+    case_mix_pull: np.ndarray  # > 0 draws sicker patients (correlated with quality)
+    specialised: list[str | None]  # the procedure code the provider excels at
+    specialty_history: list[list[tuple[date, int]]]  # (from, specialty index) per provider
 
     def __len__(self) -> int:
         return len(self.npi)
@@ -106,7 +130,7 @@ class Providers:
         primary[n_hospitals:] = rng.integers(0, n_hospitals, size=max(0, n - n_hospitals))
         second = rng.integers(0, n_hospitals, size=n)
         shared = (rng.random(n) < 0.10) & (second != primary)
-        area = _home_areas(rng, primary % n_areas, n_areas)
+        area = _thin_short_areas(rng, _home_areas(rng, primary % n_areas, n_areas), n_areas)
         zips = area_zips()
         orgs = organizations()
         org_by_area = [[i for i, o in enumerate(orgs) if o[3] == a] for a in range(n_areas)]
@@ -118,6 +142,14 @@ class Providers:
         first = [ref.FIRST_NAMES_F[i % len(ref.FIRST_NAMES_F)] if f else ref.FIRST_NAMES_M[i % len(ref.FIRST_NAMES_M)]
                  for f, i in zip(sex_f.tolist(), rng.integers(0, 1000, size=n).tolist(), strict=True)]
         base = datetime(start.year, start.month, start.day) - timedelta(days=1)
+        quality = rng.normal(0.0, 1.0, size=n)
+        # Referral centres with better outcomes attract sicker patients: crude rates hide them.
+        pull = CASE_MIX_PULL_QUALITY * quality + rng.normal(0.0, 0.6, size=n)
+        picks = rng.random(n).tolist()
+        specialised = []
+        for s_idx, u in zip(specialty.tolist(), picks, strict=True):
+            codes = ref.SPECIALTIES[s_idx].procedures
+            specialised.append(codes[int(u * len(codes))] if len(codes) >= MIN_CODES_TO_SPECIALISE else None)
         return cls(
             npi=make_npis(n, rng),
             first_name=first,
@@ -131,9 +163,12 @@ class Providers:
             active=rng.random(n) < 0.96,
             updated_at=[base - timedelta(seconds=s) for s in rng.integers(0, 365 * DAY, size=n).tolist()],
             hospitals=[(p, s) if sh else (p,) for p, s, sh in zip(primary.tolist(), second.tolist(), shared.tolist(), strict=True)],
-            quality=rng.normal(0.0, 1.0, size=n),
+            quality=quality,
             cost=np.exp(rng.normal(0.0, 0.22, size=n)),
             volume=np.exp(rng.normal(0.0, 0.6, size=n)),
+            case_mix_pull=pull,
+            specialised=specialised,
+            specialty_history=[[(start, int(s_idx))] for s_idx in specialty.tolist()],
         )
 
     def batch(self, rows: list[int]) -> Batch:
@@ -170,6 +205,7 @@ class Providers:
                 self.zip[i] = options[int(rng.integers(0, len(options)))]
             elif what == 1:
                 self.specialty[i] = int(rng.integers(0, len(ref.SPECIALTIES)))
+                self.specialty_history[i].append((month_start, int(self.specialty[i])))
             elif what == 2:
                 name, employer, network, _ = orgs[int(rng.integers(0, len(orgs)))]
                 self.organization[i], self.employer_id[i], self.network_id[i] = name, employer, network
@@ -195,6 +231,8 @@ class Patients:
     age: np.ndarray
     payer: list[str]
     id_style: str
+    risk: np.ndarray  # standardised log-odds risk (mean 0, sd 1): drives outcomes and cost
+    chronic_code: list[str | None]  # a chronic diagnosis the sicker patients carry
 
     def __len__(self) -> int:
         return len(self.columns["patient_id"])
@@ -241,9 +279,14 @@ class Patients:
             "mrn": [f"MRN{hospital + 1}{i + 1:07d}" for i in range(n)],
             "updated_at": [base - timedelta(seconds=s) for s in rng.integers(0, 720 * DAY, size=n).tolist()],
         }
+        frailty = rng.normal(0.0, 0.7, size=n)
+        raw_risk = RISK_AGE_PER_YEAR * (age - 50) + frailty
+        risk = (raw_risk - raw_risk.mean()) / (raw_risk.std() or 1.0)
+        chronic = [CHRONIC_CODES[k] if f > CHRONIC_FRAILTY else None
+                   for f, k in zip(frailty.tolist(), rng.integers(0, len(CHRONIC_CODES), size=n).tolist(), strict=True)]
         return cls(columns=columns, area=area, age=age,
                    payer=[c if p == "commercial" else str(p) for p, c in zip(payer.tolist(), commercial, strict=True)],
-                   id_style=style)
+                   id_style=style, risk=risk, chronic_code=chronic)
 
     def batch(self, rows: list[int] | None = None) -> Batch:
         """Canonical patient records (all when ``rows`` is None)."""
