@@ -172,8 +172,8 @@ def micro_batch_runner(
             finished = progress.started_at
             for stage in summary.stages:
                 finished += stage.duration_s or 0.0
-                progress.stage_finished_at[stage.name] = finished
-                progress.stage_status[stage.name] = stage.status
+                progress.stage_finished_at[stage.stage] = finished
+                progress.stage_status[stage.stage] = stage.status
             if summary.status != "ok":
                 # The query stops with this error; its checkpoint replays the batch on restart.
                 raise RuntimeError(f"micro-batch {batch_id}: run {run_id} ended {summary.status}; see <root>/_runs/{run_id}.json")
