@@ -4,9 +4,9 @@ A FHIR source (``format: fhir`` in conf) maps canonical columns to FHIRPath expr
 evaluated by ``fhirpathpy`` on each resource; the resource is validated against the R4 models
 of ``fhirclient`` (types, required elements, unknown elements), its resourceType checked, and
 the entity's configured FHIRPath ``checks`` (e.g. "the code is from the declared system")
-evaluated. Raw keeps the resource's JSON text next to the extracted columns, so a mapping
-change can be replayed from raw. Everything here but :func:`resolve_references` runs in the
-executors' Python workers, one resource at a time.
+evaluated. Raw keeps the resource's JSON text next to the extracted columns, so nothing sent is
+lost. :class:`ResourceMapper` runs in the executors' Python workers, one resource at a time;
+the Column functions at the end (references, issues) run in Spark.
 
 Issue names (they become quarantine reasons):
 
