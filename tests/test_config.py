@@ -18,7 +18,7 @@ def test_local_defaults_load() -> None:
     assert config.landing == "./lakehouse/landing"
     assert config.delta_engine == "auto"
     assert config.npi_buckets == 16
-    assert set(config.sources) == {"hospital_a", "hospital_b", "hospital_c", "crm", "claims"}
+    assert set(config.sources) == {"hospital_a", "hospital_b", "hospital_c", "hospital_d", "crm", "claims"}
     providers_b = config.sources["hospital_b"].entities["providers"]
     assert providers_b.columns["npi"] == "npi"
     assert config.sources["hospital_a"].entities["providers"].values["active"] == {"A": "true", "I": "false"}

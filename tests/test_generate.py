@@ -42,15 +42,28 @@ def luhn_ok(npi: str) -> bool:
     return total % 10 == 0
 
 
-def read_rows(config: Config, out: Path, rel: str, system: str) -> tuple[list[str], list[dict]]:
-    """Header and rows of one generated file, read with csv/json (not the generator)."""
+def read_rows(config: Config, out: Path, rel: str, system: str, entity: str | None = None) -> tuple[list[str], list[dict]]:
+    """Header and rows of one generated file, read with csv/json (not the generator).
+
+    A FHIR file has no header; its rows are the resources of ``entity``'s type (tests/test_fhir.py
+    checks their content)."""
     text = (out / rel).read_text(encoding="utf-8")
+    if config.sources[system].format == "fhir":
+        wanted = config.sources[system].entities[entity or ""].resource
+        documents = [json.loads(line) for line in text.splitlines() if line.strip()] if rel.endswith(".ndjson") else [json.loads(text)]
+        resources = [e["resource"] for d in documents for e in (d["entry"] if d["resourceType"] == "Bundle" else [{"resource": d}])]
+        return [], [r for r in resources if r["resourceType"] == wanted]
     if config.sources[system].format == "json":
         rows = [json.loads(line) for line in text.splitlines()]
         return (list(rows[0]) if rows else []), rows
     lines = list(csv.reader(text.splitlines(), delimiter=config.sources[system].options["delimiter"]))
     header = lines[0]
     return header, [dict(zip(header, line, strict=False)) for line in lines[1:]]
+
+
+def tabular(config: Config, files: list) -> list:
+    """The files of delimited and JSON-lines sources (FHIR files are checked in tests/test_fhir.py)."""
+    return [f for f in files if config.sources[f.source_system].format != "fhir"]
 
 
 def cell(row: dict, column: str) -> str:
@@ -151,7 +164,12 @@ def test_files_match_globs_and_configured_headers(config: Config, clean) -> None
     out, manifest = clean
     seen = set()
     for f in manifest.files:
-        entity = config.sources[f.source_system].entities[f.entity]
+        system = config.sources[f.source_system]
+        entity = system.entities[f.entity]
+        if system.format == "fhir":
+            assert fnmatch.fnmatch(f.path, entity.path) or fnmatch.fnmatch(f.path, system.bundles or ""), f.path
+            seen.add((f.source_system, f.entity))
+            continue
         assert fnmatch.fnmatch(f.path, entity.path), f"{f.path} does not match {entity.path}"
         header, _ = read_rows(config, out, f.path, f.source_system)
         assert header == list(entity.columns.values()), f.path
@@ -167,7 +185,7 @@ def test_files_match_globs_and_configured_headers(config: Config, clean) -> None
 def test_clean_npis_pass_luhn(config: Config, clean) -> None:
     out, manifest = clean
     checked = 0
-    for f in manifest.files:
+    for f in tabular(config, manifest.files):
         columns = config.sources[f.source_system].entities[f.entity].columns
         _, rows = read_rows(config, out, f.path, f.source_system)
         for canonical in NPI_COLUMNS:
@@ -214,12 +232,12 @@ def test_value_codes_and_formats_follow_config(config: Config, clean) -> None:
     for r in providers_b:
         datetime.strptime(r["updatedAt"], "%Y-%m-%dT%H:%M:%SZ")
     _, claims = read_rows(config, out, "claims/claims_2024-05.csv", "claims")
-    assert {r["FACILITY"] for r in claims} == {"RIV", "LAK", "SUM"}
+    assert {r["FACILITY"] for r in claims} == {"RIV", "LAK", "SUM", "NGT"}
     for r in claims:
         datetime.strptime(r["SVC_DT"], "%Y%m%d")
         datetime.strptime(r["FILE_DT"], "%Y%m%d %H%M%S")
     _, referrals = read_rows(config, out, "crm/referrals/referrals_2024-05.csv", "crm")
-    assert {r["patient_system"] for r in referrals} <= {"hospital_a", "hospital_b", "hospital_c"}
+    assert {r["patient_system"] for r in referrals} <= {"hospital_a", "hospital_b", "hospital_c", "hospital_d"}
 
 
 def test_hospital_b_amounts_are_integer_cents(config: Config, clean) -> None:
@@ -232,7 +250,7 @@ def test_hospital_b_amounts_are_integer_cents(config: Config, clean) -> None:
 
 def test_clean_stays_and_claims_are_consistent(config: Config, clean) -> None:
     out, manifest = clean
-    for f in manifest.files:
+    for f in tabular(config, manifest.files):
         columns = config.sources[f.source_system].entities[f.entity].columns
         fmt = DATE_FORMATS[f.source_system]
         _, rows = read_rows(config, out, f.path, f.source_system)
@@ -254,7 +272,7 @@ def test_manifest_counts_equal_file_contents(config: Config, clean) -> None:
     assert Manifest.load(out / MANIFEST_NAME) == manifest
     per_entity: dict[str, int] = {}
     for f in manifest.files:
-        _, rows = read_rows(config, out, f.path, f.source_system)
+        _, rows = read_rows(config, out, f.path, f.source_system, f.entity)
         assert len(rows) == f.rows, f.path
         assert hashlib.sha256((out / f.path).read_bytes()).hexdigest() == f.sha256
         per_entity[f.entity] = per_entity.get(f.entity, 0) + len(rows)
@@ -290,12 +308,14 @@ def _row_of(config: Config, out: Path, defect) -> tuple[list[dict], dict]:
 def test_recorded_defects_are_in_the_files(config: Config, broken) -> None:
     out, manifest = broken
     ids: dict[str, set[str]] = {"patients": set(), "encounters": set()}
-    for f in manifest.files:
+    for f in tabular(config, manifest.files):
         if f.entity in ids:
             key = config.sources[f.source_system].entities[f.entity].columns[
                 "patient_id" if f.entity == "patients" else "encounter_id"]
             ids[f.entity] |= {cell(r, key) for r in read_rows(config, out, f.path, f.source_system)[1]}
     for d in manifest.defects:
+        if config.sources[d.source_system].format == "fhir":
+            continue  # tests/test_fhir.py finds FHIR defects in the resources
         if d.kind == "header_only":
             assert (out / d.file).read_text().count("\n") == 1
             continue
@@ -380,7 +400,7 @@ def test_a_hospital_added_in_yaml_is_generated(tmp_path: Path) -> None:
     extra.write_text(
         f"extends: {REPO / 'conf' / 'local.yaml'}\n"
         "sources:\n"
-        "  hospital_d:\n"
+        "  hospital_e:\n"
         "    format: csv\n"
         "    options: {delimiter: ';'}\n"
         "    date_format: dd.MM.yyyy\n"
@@ -388,23 +408,23 @@ def test_a_hospital_added_in_yaml_is_generated(tmp_path: Path) -> None:
         "    amount_unit: cents\n"
         "    entities:\n"
         "      patients:\n"
-        "        path: hospital_d/pat/*.csv\n"
+        "        path: hospital_e/pat/*.csv\n"
         "        columns: {patient_id: PID, birth_date: GEB, updated_at: TS}\n"
         "      encounters:\n"
-        "        path: hospital_d/fall/*.csv\n"
+        "        path: hospital_e/fall/*.csv\n"
         "        columns: {encounter_id: FALL, patient_id: PID, npi: ARZT, admit_date: AUFN,\n"
         "                  discharge_date: ENTL, updated_at: TS}\n"
     )
     config = load_config(extra, env={})
     manifest = generate(tmp_path / "out", config, scale=SCALE, months=2)
     paths = {f.path for f in manifest.files}
-    assert {"hospital_d/pat/pat_2024-01.csv", "hospital_d/fall/fall_2024-02.csv"} <= paths
-    lines = (tmp_path / "out" / "hospital_d/fall/fall_2024-02.csv").read_text().splitlines()
+    assert {"hospital_e/pat/pat_2024-01.csv", "hospital_e/fall/fall_2024-02.csv"} <= paths
+    lines = (tmp_path / "out" / "hospital_e/fall/fall_2024-02.csv").read_text().splitlines()
     assert lines[0] == "FALL;PID;ARZT;AUFN;ENTL;TS"
     first = lines[1].split(";")
     assert re.fullmatch(r"\d\d\.02\.2024", first[3]) and luhn_ok(first[2])
     claims = (tmp_path / "out" / "claims/claims_2024-01.csv").read_text()
-    assert ",hospital_d," in claims  # no FACILITY code configured: the system name is written
+    assert ",hospital_e," in claims  # no FACILITY code configured: the system name is written
 
 
 def test_a_month_is_not_retained(config: Config, tmp_path: Path) -> None:

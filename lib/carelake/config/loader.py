@@ -17,7 +17,7 @@ import yaml
 
 ENV_PREFIX = "CARELAKE_"
 ENGINES = ("auto", "jvm", "rs")
-FORMATS = ("csv", "json")
+FORMATS = ("csv", "json", "fhir")
 AMOUNT_UNITS = ("dollars", "cents")
 
 
@@ -33,6 +33,13 @@ class SourceEntity:
     path: str
     columns: dict[str, str]
     values: dict[str, dict[str, str]] = field(default_factory=dict)
+    # FHIR sources only (format: fhir): the resource type, canonical column -> FHIRPath,
+    # canonical column -> "<entity>.<column>" its reference resolves to, rule name -> FHIRPath
+    # that must be true. ``columns`` then names the raw columns, which are the canonical names.
+    resource: str | None = None
+    paths: dict[str, str] = field(default_factory=dict)
+    references: dict[str, str] = field(default_factory=dict)
+    checks: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,7 @@ class SourceSystem:
     timestamp_format: str
     amount_unit: str
     entities: dict[str, SourceEntity]
+    bundles: str | None = None  # FHIR: glob of Bundle files, read by every entity for its resource type
 
 
 @dataclass(frozen=True)
@@ -195,6 +203,12 @@ def _build_sources(tree: dict[str, Any], file: str) -> dict[str, SourceSystem]:
                 columns={str(k): str(v) for k, v in columns.items()},
                 values={str(k): {str(a): str(b) for a, b in v.items()} for k, v in values.items()},
             )
+            if spec.get("format") == "fhir":
+                entities[entity] = _fhir_entity(tree, entities[entity], espec or {}, eprefix, file)
+        if spec.get("format") == "fhir":
+            _check_fhir_references(entities, prefix, file)
+        elif spec.get("bundles") is not None:
+            raise ConfigError(f"{file}: key '{prefix}.bundles' is for format fhir only")
         systems[name] = SourceSystem(
             name=name,
             display_name=str(spec.get("display_name") or name),
@@ -204,8 +218,48 @@ def _build_sources(tree: dict[str, Any], file: str) -> dict[str, SourceSystem]:
             timestamp_format=_require(tree, f"{prefix}.timestamp_format", file, str),
             amount_unit=_choice(_require(tree, f"{prefix}.amount_unit", file, str), AMOUNT_UNITS, f"{prefix}.amount_unit", file),
             entities=entities,
+            bundles=str(spec["bundles"]) if spec.get("bundles") else None,
         )
     return systems
+
+
+def _fhir_entity(tree: dict[str, Any], parsed: SourceEntity, espec: dict[str, Any], eprefix: str, file: str) -> SourceEntity:
+    """A FHIR source entity: ``columns`` holds FHIRPath expressions, compiled here to fail early."""
+    from carelake.sources.fhir import compile_path  # fhirpathpy is needed only by FHIR sources
+
+    resource = _require(tree, f"{eprefix}.resource", file, str)
+    checks = {str(k): str(v) for k, v in (espec.get("checks") or {}).items()}
+    expressions = [*(("columns", c, p) for c, p in parsed.columns.items()), *(("checks", c, p) for c, p in checks.items())]
+    for section, name, expression in expressions:
+        try:
+            # fhirpathpy reports some syntax errors only when evaluating: try it on an empty resource
+            compile_path(expression)({"resourceType": resource})
+        except Exception as exc:  # fhirpathpy raises its parser's own error types
+            raise ConfigError(f"{file}: key '{eprefix}.{section}.{name}' is not a FHIRPath expression: {expression!r} ({exc})") from None
+    references = {str(k): str(v) for k, v in (espec.get("references") or {}).items()}
+    for column, target in references.items():
+        if column not in parsed.columns or target.count(".") != 1:
+            raise ConfigError(f"{file}: key '{eprefix}.references.{column}' must name a mapped column and "
+                              f"'<entity>.<column>' of the same source, found {target!r}")
+    return SourceEntity(
+        entity=parsed.entity,
+        path=parsed.path,
+        columns={c: c for c in parsed.columns},
+        values=parsed.values,
+        resource=resource,
+        paths=dict(parsed.columns),
+        references=references,
+        checks=checks,
+    )
+
+
+def _check_fhir_references(entities: dict[str, SourceEntity], prefix: str, file: str) -> None:
+    for entity in entities.values():
+        for column, target in entity.references.items():
+            target_entity, target_column = target.split(".")
+            if target_entity not in entities or target_column not in entities[target_entity].columns:
+                raise ConfigError(f"{file}: key '{prefix}.entities.{entity.entity}.references.{column}' names "
+                                  f"{target!r}, which is not a mapped column of an entity of this source")
 
 
 def _build(tree: dict[str, Any], file: str) -> Config:

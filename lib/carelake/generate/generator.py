@@ -10,13 +10,14 @@ from __future__ import annotations
 import calendar
 import hashlib
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from carelake.config import Config, SourceEntity, SourceSystem
-from carelake.generate import activity
-from carelake.generate.defects import HEADER_ONLY, SPECS, TRUNCATED_LINE, inject
+from carelake.generate import activity, fhir
+from carelake.generate.defects import HEADER_ONLY, SPECS, TRUNCATED_LINE, Injected, inject
+from carelake.generate.fhir import FhirRenderer
 from carelake.generate.formats import Renderer, file_name
 from carelake.generate.manifest import Defect, FileEntry, Manifest
 from carelake.generate.truth import TruthWriter
@@ -48,6 +49,10 @@ class _Writer:
         self.rng = rng
         self.manifest = manifest
         self.renderers: dict[tuple[str, str], Renderer] = {}
+        self.fhir: dict[tuple[str, str], FhirRenderer] = {}
+        self.month = 0  # which month is being written: FHIR sources send odd months as Bundles
+        self.pending: dict[str, list[tuple[str, list[dict], Batch, list[Injected]]]] = {}
+        self.systems = config.sources
         for system in config.sources.values():
             for name, entity in system.entities.items():
                 if name not in SPECS:
@@ -58,7 +63,13 @@ class _Writer:
                     raise ValueError(
                         f"sources.{system.name}.entities.{name}.columns: expected the business key "
                         f"{SPECS[name].key!r}, found {', '.join(entity.columns)}")
-                self.renderers[(system.name, name)] = Renderer(system, entity, SPECS[name].types)
+                if system.format == "fhir":
+                    self.fhir[(system.name, name)] = FhirRenderer(system, entity)
+                else:
+                    self.renderers[(system.name, name)] = Renderer(system, entity, SPECS[name].types)
+            if (system.name, "encounters") in self.fhir and (system.name, "procedures") in self.fhir:
+                shared = self.fhir[(system.name, "encounters")].patient_of_encounter
+                self.fhir[(system.name, "procedures")].patient_of_encounter = shared
 
     def _save(self, system: SourceSystem, entity: SourceEntity, path: str, data: bytes, rows: int) -> None:
         target = self.out / path
@@ -69,6 +80,9 @@ class _Writer:
 
     def write(self, system: SourceSystem, entity_name: str, tag: str, batch: Batch) -> None:
         """Write one file of ``entity_name`` for ``system`` tagged ``tag`` (e.g. ``2024-03``)."""
+        if system.format == "fhir":
+            self._write_fhir(system, entity_name, tag, batch)
+            return
         entity = system.entities[entity_name]
         renderer = self.renderers[(system.name, entity_name)]
         spec = SPECS[entity_name]
@@ -92,6 +106,47 @@ class _Writer:
                 TRUNCATED_LINE, system.name, entity_name, path, keys[-1], None, None, rows - 1))
         clean = rows - len(injected) - int(truncate)
         self.manifest.clean_rows[entity_name] = self.manifest.clean_rows.get(entity_name, 0) + clean
+
+    def _write_fhir(self, system: SourceSystem, entity_name: str, tag: str, batch: Batch) -> None:
+        """A FHIR source's batch: bulk NDJSON now, or held for this month's Bundle (odd months)."""
+        spec = SPECS[entity_name]
+        renderer = self.fhir[(system.name, entity_name)]
+        batch, injected, _ = inject(batch, spec, renderer.columns, self.rate, self.rng, truncatable=False)
+        resources = renderer.resources(batch)
+        if system.bundles and self.month % 2 == 1:
+            self.pending.setdefault(system.name, []).append((entity_name, resources, batch, injected))
+            return
+        entity = system.entities[entity_name]
+        path = file_name(entity, tag)
+        self._save(system, entity, path, fhir.ndjson(resources), len(resources))
+        self._record_fhir(system, entity_name, path, batch, injected)
+
+    def _record_fhir(self, system: SourceSystem, entity_name: str, path: str, batch: Batch, injected: list[Injected]) -> None:
+        spec = SPECS[entity_name]
+        keys = batch[spec.key]
+        for d in injected:
+            value = batch[d.column][d.row] if d.column else None
+            self.manifest.defects.append(Defect(
+                d.kind, system.name, entity_name, path, None if keys[d.row] is None else str(keys[d.row]), d.column,
+                d.column, d.row, None if value is None else str(value)))
+        clean = len(keys) - len(injected)
+        self.manifest.clean_rows[entity_name] = self.manifest.clean_rows.get(entity_name, 0) + clean
+
+    def flush_bundles(self, tag: str) -> None:
+        """Write each FHIR source's held resources of the month as one collection Bundle."""
+        for name, parts in self.pending.items():
+            system = self.systems[name]
+            path = str(PurePosixPath(system.bundles or "").parent / f"bundle_{tag}.json")
+            data = fhir.bundle(f"{name}-{tag}", [r for _, resources, _, _ in parts for r in resources])
+            target = self.out / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+            digest = hashlib.sha256(data).hexdigest()
+            for entity_name, resources, batch, injected in parts:
+                # One entry per entity the Bundle feeds: each entity reads its own resources from it.
+                self.manifest.files.append(FileEntry(path, name, entity_name, len(resources), digest))
+                self._record_fhir(system, entity_name, path, batch, injected)
+        self.pending.clear()
 
     def header_only(self, system: SourceSystem, entity_name: str, tag: str) -> None:
         """Write a file with a header and no rows (a resend that lost its body)."""
@@ -152,6 +207,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     for m in range(months):
         month_start, days = _month(start, m)
         tag = month_start.strftime("%Y-%m")
+        writer.month = m
         if m == 0:
             for s in with_entity["providers"]:
                 writer.write(s, "providers", tag, providers.batch(members[s.name]))
@@ -200,6 +256,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             activity_seq += n
             for s in with_entity["crm_activity"]:
                 writer.write(s, "crm_activity", tag, {c: list(v) for c, v in crm.items()})
+        writer.flush_bundles(tag)
 
     if defect_rate > 0:
         csv_hospitals = [h for h in hospitals if h.format == "csv"]

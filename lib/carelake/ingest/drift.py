@@ -64,6 +64,8 @@ def schema_policy(config: Config) -> dict[str, str]:
 
 def schema_change(columns: tuple[str, ...], system: SourceSystem, entity: SourceEntity) -> SchemaChange:
     """Compare a file's header ``columns`` with the mapping of ``system``'s ``entity``."""
+    if system.format == "fhir":
+        return SchemaChange()  # the raw columns of a FHIR entity are its mapping's, whatever the resources hold
     header = {raw_column_name(c) for c in columns if c.strip()}
     mapped = {raw_column_name(source): source for source in entity.columns.values()}
     added = tuple(c for c in columns if c.strip() and raw_column_name(c) not in mapped)

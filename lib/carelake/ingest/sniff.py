@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from carelake.config import SourceEntity, SourceSystem
 from carelake.sources import raw_column_name
+from carelake.sources.fhir import RAW_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ def sniff_file(head: bytes, size: int, system: SourceSystem, entity: SourceEntit
     text = _decode(head.removeprefix(b"\xef\xbb\xbf"), encoding)
     if text is None:
         return SniffResult(reason=f"not decodable as {encoding}")
+    if system.format == "fhir":
+        return _sniff_fhir(text, entity)
     expected = set(entity.columns.values())
     if system.format == "json":
         return _sniff_json(text, expected, truncated=len(head) < size)
@@ -93,3 +96,11 @@ def _sniff_json(text: str, expected: set[str], truncated: bool) -> SniffResult:
             f"found {list(keys)[:6]}"
         )
     return SniffResult(columns=tuple(dict.fromkeys([*keys, *sorted(expected)])))
+
+
+def _sniff_fhir(text: str, entity: SourceEntity) -> SniffResult:
+    """A FHIR file (NDJSON or a Bundle) starts with a JSON object naming its resourceType."""
+    start = text.lstrip()[:1]
+    if start != "{" or '"resourceType"' not in text:
+        return SniffResult(reason=f"not FHIR JSON: expected a resource or Bundle object with a resourceType, found {text.lstrip()[:40]!r}")
+    return SniffResult(columns=(*entity.paths, *RAW_COLUMNS))

@@ -9,6 +9,7 @@ and the ingest-log append is repaired on the next run instead of ingesting those
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import logging
 from collections import defaultdict
@@ -25,6 +26,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 from carelake.config import Config, SourceEntity, SourceSystem
 from carelake.delta import DeltaTables
 from carelake.ingest.drift import schema_change, schema_policy
+from carelake.ingest.fhir_read import BUNDLE, NDJSON, read_fhir_files
 from carelake.ingest.read import read_source_files, with_raw_metadata
 from carelake.ingest.sniff import sniff_file
 from carelake.run import StageSummary
@@ -68,23 +70,27 @@ def discover(config: Config) -> list[tuple[FileInfo, SourceSystem, SourceEntity]
     """Every landing file matched by a configured path glob, with its system and entity."""
     found = []
     for system in config.sources.values():
+        bundles = list_files(config.landing, system.bundles, config) if system.bundles else []
         for entity in system.entities.values():
             found.extend((info, system, entity) for info in list_files(config.landing, entity.path, config))
+            # A FHIR Bundle holds resources of several entities: each entity reads its own from it.
+            found.extend((info, system, entity) for info in bundles)
     return found
 
 
-def _already_logged(spark: SparkSession, tables: DeltaTables, log_uri: str) -> set[tuple[str, str]]:
+def _already_logged(spark: SparkSession, tables: DeltaTables, log_uri: str) -> set[tuple[str, str, str]]:
+    """(file name, SHA-256, entity) of every logged file: a FHIR Bundle is logged once per entity."""
     if not tables.exists(log_uri):
         return set()
-    rows = tables.read(log_uri).select("file_name", "sha256").distinct().collect()
-    return {(r.file_name, r.sha256) for r in rows}
+    rows = tables.read(log_uri).select("file_name", "sha256", "entity").distinct().collect()
+    return {(r.file_name, r.sha256, r.entity) for r in rows}
 
 
 def _log_frame(spark: SparkSession, entries: list[dict]) -> DataFrame:
     return spark.createDataFrame(entries, INGEST_LOG_SCHEMA)
 
 
-def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged: set[tuple[str, str]]) -> list[dict]:
+def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged: set[tuple[str, str, str]]) -> list[dict]:
     """Log entries for files a crashed run appended to raw but never logged."""
     repaired = []
     for entity in {e for s in config.sources.values() for e in s.entities}:
@@ -95,7 +101,7 @@ def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged
             entry
             for commit in tables.history(uri)
             for entry in json.loads(commit["metadata"].get(FILES_METADATA_KEY) or "[]")
-            if (entry["file_name"], entry["sha256"]) not in logged
+            if (entry["file_name"], entry["sha256"], entry["entity"]) not in logged
         ]
         if not unlogged:
             continue
@@ -105,11 +111,11 @@ def _repair_log(spark: SparkSession, config: Config, tables: DeltaTables, logged
         rows: dict[str, dict[str, int]] = {}
         for entry in unlogged:
             batch = entry["batch_id"]
-            if batch in present and (entry["file_name"], entry["sha256"]) not in logged:
+            if batch in present and (entry["file_name"], entry["sha256"], entry["entity"]) not in logged:
                 if batch not in rows:
                     rows[batch] = _rows_per_file(raw, batch)
                 repaired.append({**entry, "rows": rows[batch].get(entry["file_uri"], 0), "logged_at": datetime.now(timezone.utc)})
-                logged.add((entry["file_name"], entry["sha256"]))
+                logged.add((entry["file_name"], entry["sha256"], entry["entity"]))
     return repaired
 
 
@@ -139,7 +145,7 @@ def run_ingest(
         if wanted is not None and _same_file_key(info.uri) not in wanted:
             continue
         digest = sha256_of(info.uri, config)
-        if (info.relative_path, digest) in logged:
+        if (info.relative_path, digest, entity.entity) in logged:
             skipped += 1
             continue
         sniffed = sniff_file(read_head(info.uri, config), info.size, system, entity)
@@ -256,7 +262,12 @@ def _read_entity(spark: SparkSession, config: Config, files: list[LandedFile], b
     frames = []
     for (_, columns), group in sorted(groups.items()):
         system = group[0].system
-        raw = read_source_files(spark, config, system, columns, [f.info.uri for f in group])
+        if system.format == "fhir":
+            kinds = [(f.info.uri, BUNDLE if system.bundles and fnmatch.fnmatchcase(f.info.relative_path, system.bundles) else NDJSON)
+                     for f in group]
+            raw = read_fhir_files(spark, config, system, group[0].entity, kinds)
+        else:
+            raw = read_source_files(spark, config, system, columns, [f.info.uri for f in group])
         frames.append(with_raw_metadata(raw, system.name, batch_id, now))
     return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
 

@@ -30,7 +30,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType, TimestampType
 
-from carelake.config import Config
+from carelake.config import Config, SourceSystem
 from carelake.delta import DeltaTables, MergeSpec, Rows
 from carelake.privacy.restricted import restricted_table, split_identifiers
 from carelake.quality.gx import SuiteOutcome, SuiteRunner
@@ -51,6 +51,7 @@ from carelake.quality.rules import (
     entity_rules,
 )
 from carelake.run import StageSummary
+from carelake.sources import fhir
 from carelake.sources.canonical import BUSINESS_KEYS, canonical_schema
 from carelake.sources.conform import CORRUPT_RECORD, RAW_PAYLOAD, canonical_columns, conform
 from carelake.storage import filesystem_for, is_remote, join_uri, table_uri
@@ -191,7 +192,7 @@ def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFr
     """
     systems = [s for s in config.sources.values() if entity in s.entities and s.name in senders]
     if systems:
-        conformed = reduce(DataFrame.unionByName, (conform(raw, s, entity) for s in systems))
+        conformed = reduce(DataFrame.unionByName, (conform(_resolve(spark, config, tables, raw, s, entity), s, entity) for s in systems))
     else:
         extra = [StructField(RAW_PAYLOAD, StringType()), StructField(CORRUPT_RECORD, StringType())]
         conformed = spark.createDataFrame([], StructType([*canonical_schema(entity).fields, *extra]))
@@ -205,6 +206,24 @@ def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFr
     checked = check_references(checked, entity, references)
     unknown = unconfigured_rows(raw, [s.name for s in systems])
     return checked.unionByName(unknown, allowMissingColumns=True)
+
+
+def _resolve(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
+    """``raw`` with a FHIR source's references replaced by the values they point to (joins on raw)."""
+    mapping = system.entities[entity]
+    if system.format != "fhir" or not mapping.references:
+        return raw
+    targets = {}
+    for target in mapping.references.values():
+        name, column = target.split(".")
+        uri = table_uri(config, "raw", name)
+        needed = ("_source_system", "_ingested_at", fhir.RESOURCE_ID, column)
+        found = tables.read(uri) if tables.exists(uri) else None
+        if found is None or not set(needed) <= set(found.columns):
+            # Nothing of that entity has arrived from this source yet: every reference is unresolved.
+            found = spark.createDataFrame([], StructType([StructField(c, TimestampType() if c == "_ingested_at" else StringType()) for c in needed]))
+        targets[name] = found
+    return fhir.resolve_references(raw, system, mapping, targets)
 
 
 def _forget_unrecorded_quarantine(tables: DeltaTables, uri: str, entity: str, batch_rows: dict[str, int]) -> None:

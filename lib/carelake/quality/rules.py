@@ -23,6 +23,10 @@ Rule names (stable; they are what ``_failed_rules`` and ``processed/_quarantine.
 ``orphan:<col>``                 a reference to a row that is not in the processed table it names
 ``source_not_configured``        the raw row's source system has no mapping for the entity
                                  (set by ``carelake.quality.quarantine.unconfigured_rows``)
+``fhir_invalid:<element>: <msg>``, ``resource_type_unexpected:<type>``, ``fhir_id_missing``,
+``fhir_check:<name>``, ``reference_unresolved:<col>``
+                                 a FHIR source's resource failed validation or its references
+                                 (see ``carelake.sources.fhir``; carried in ``_source_issues``)
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import BooleanType, DateType, DecimalType, IntegerType, TimestampType
 
 from carelake.sources.canonical import canonical_schema
-from carelake.sources.conform import CORRUPT_RECORD, raw_text_column
+from carelake.sources.conform import CORRUPT_RECORD, SOURCE_ISSUES, raw_text_column
 
 FAILED_RULES = "_failed_rules"
 
@@ -170,9 +174,11 @@ def check_rows(conformed: DataFrame, entity: str) -> DataFrame:
     In: the output of ``carelake.sources.conform.conform`` for ``entity``. Out: the same rows
     and columns plus ``_failed_rules``. Referential rules are added by :func:`check_references`.
     """
-    failures = [F.when(condition, F.lit(name)) for name, condition in _row_checks(conformed, entity)]
+    failures = F.array(*(F.when(condition, F.lit(name)) for name, condition in _row_checks(conformed, entity)))
+    if SOURCE_ISSUES in conformed.columns:
+        failures = F.concat(F.col(SOURCE_ISSUES), failures)
     # A null condition (comparison with a null) is "not failed": the key/parse rules report nulls.
-    return conformed.withColumn(FAILED_RULES, F.array_compact(F.array(*failures)))
+    return conformed.withColumn(FAILED_RULES, F.array_compact(failures))
 
 
 def check_references(checked: DataFrame, entity: str, references: dict[str, DataFrame]) -> DataFrame:

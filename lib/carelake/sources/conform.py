@@ -5,7 +5,8 @@ date and timestamp patterns, amount unit), so a new hospital is YAML and no code
 is the canonical schema of the entity (lineage included) plus the columns the quality rules
 need and that are dropped before writing: ``_raw_<col>`` (the trimmed source text of every
 typed column, so a value that failed to parse is told apart from one that was absent),
-``_raw_payload`` (JSON of the source's own columns, for quarantine) and ``_corrupt_record``.
+``_raw_payload`` (JSON of the source's own columns, for quarantine), ``_corrupt_record`` and
+``_source_issues`` (a FHIR source's validation issues, else empty).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from pyspark.sql.types import (
 )
 
 from carelake.config import SourceSystem
+from carelake.sources import fhir
 from carelake.sources.canonical import LINEAGE_COLUMNS, canonical_schema
 from carelake.sources.naming import raw_column_name
 
 RAW_PREFIX = "_raw_"
 RAW_PAYLOAD = "_raw_payload"
 CORRUPT_RECORD = "_corrupt_record"
+SOURCE_ISSUES = "_source_issues"  # what the source's own validation found (FHIR), as rule names
 
 # NPI-valued columns: whitespace and dashes are formatting, not content.
 NPI_COLUMNS = ("npi", "referring_npi", "referred_to_npi")
@@ -119,7 +122,9 @@ def conform(raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
     ``_source_file``, ``_ingested_at``, ``_batch_id``, optionally ``_corrupt_record``).
     Source columns absent from ``raw`` (never sent by any file yet) read as null.
     Out: only the rows of ``system``, as the canonical schema of ``entity`` (lineage last)
-    followed by ``_raw_<col>`` for every typed column, ``_raw_payload`` and ``_corrupt_record``.
+    followed by ``_raw_<col>`` for every typed column, ``_raw_payload``, ``_corrupt_record`` and
+    ``_source_issues``. FHIR rows must have had their references resolved
+    (:func:`carelake.sources.fhir.resolve_references`).
     Strings are trimmed (empty -> null), value codes mapped, NPIs stripped of spaces and
     dashes, codes upper-cased, dates/timestamps parsed with the source's patterns, cents
     turned into dollars, surrogate keys and ``code_system`` computed.
@@ -147,16 +152,20 @@ def conform(raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
             value = F.coalesce(F.try_element_at(lookup, value), value)
         text[canonical] = _clean_string(canonical, value) if canonical in string_columns else value
     corrupt = F.col(CORRUPT_RECORD) if CORRUPT_RECORD in raw.columns else F.lit(None).cast(StringType())
+    # A FHIR row's payload also carries the resource (type, id, JSON) and its validation issues.
+    resource = [F.col(c) for c in fhir.RAW_COLUMNS if c in present] if system.format == "fhir" else []
     # Nulls kept in the payload: an empty field is part of what was received.
     payload = F.to_json(
-        F.struct(*(source_col[c].alias(r) for r, c in {r: c for c, r in source_of.items()}.items()), corrupt.alias(CORRUPT_RECORD)),
+        F.struct(*(source_col[c].alias(r) for r, c in {r: c for c, r in source_of.items()}.items()), *resource, corrupt.alias(CORRUPT_RECORD)),
         {"ignoreNullFields": "false"},
     )
+    issues = fhir.source_issues(F.col(fhir.ISSUES)) if fhir.ISSUES in present and system.format == "fhir" else F.array().cast("array<string>")
     staged = rows.select(
         *(value.alias(name) for name, value in text.items()),
         *(F.col(c) for c in LINEAGE_COLUMNS),
         payload.alias(RAW_PAYLOAD),
         corrupt.alias(CORRUPT_RECORD),
+        issues.alias(SOURCE_ISSUES),
     )
 
     # Pass 2: typed canonical columns, computed keys, and the raw text of typed columns.
@@ -181,7 +190,7 @@ def conform(raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
         else:
             value = F.lit(None)  # canonical column this source does not send
         out.append(value.cast(dtype).alias(name))
-    return staged.select(*out, *raw_texts, F.col(RAW_PAYLOAD), F.col(CORRUPT_RECORD))
+    return staged.select(*out, *raw_texts, F.col(RAW_PAYLOAD), F.col(CORRUPT_RECORD), F.col(SOURCE_ISSUES))
 
 
 def canonical_columns(conformed: DataFrame, entity: str) -> DataFrame:
