@@ -88,6 +88,7 @@ class RunSummary:
     finished_at: str | None = None
     status: str = "running"
     stages: list[StageSummary] = field(default_factory=list)
+    lineage_page: str | None = None  # the run's lineage page (carelake.lineage), when lineage is on
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +100,7 @@ class RunSummary:
             "finished_at": self.finished_at,
             "status": self.status,
             "stages": [s.to_dict() for s in self.stages],
+            "lineage_page": self.lineage_page,
         }
 
     def write(self, config: Config) -> str:
