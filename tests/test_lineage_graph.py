@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from carelake.lineage.events import RowCountsFacet, SourceFilesFacet, StageFacts, StageLineage, column_lineage, make_client
+from carelake.lineage.events import (
+    RowCountsFacet,
+    SourceFilesFacet,
+    StageFacts,
+    StageLineage,
+    column_lineage,
+    make_client,
+)
 from carelake.lineage.graph import event_files, load_graph
 from carelake.lineage.page import page_data, render_page
 from carelake.lineage.query import describe, describe_batch
@@ -140,3 +147,30 @@ def test_lineage_page_is_one_self_contained_file(lineage_config) -> None:
     data = json.loads(re.search(r'<script type="application/json" id="lineage-data">(.*?)</script>', page, re.S).group(1))
     assert data["columns"]["curated/provider_features"]["avg_satisfaction"]["up"] == ["curated/fact_encounter.satisfaction_score"]
     assert data["latest"] == {"raw/encounters": 3, "processed/encounters": 2}  # the rollback was the latest run
+
+
+def test_spark_listener_conf_follows_the_lineage_section(lineage_config, tmp_path: Path) -> None:
+    from carelake.lineage.settings import LISTENER, spark_listener_conf
+
+    jars = [tmp_path / "delta-spark_2.13-4.4.0.jar", tmp_path / "openlineage-spark_2.13-1.53.0.jar"]
+    files = spark_listener_conf(lineage_config, jars)
+    assert files["spark.extraListeners"] == LISTENER
+    assert files["spark.openlineage.transport.type"] == "file"
+    assert files["spark.openlineage.transport.location"] == str(Path(lineage_config.root, "_lineage", "spark.jsonl").resolve())
+    http = spark_listener_conf(lineage_config.with_overrides(**{"lineage.url": "http://127.0.0.1:5000"}), jars)
+    assert (http["spark.openlineage.transport.type"], http["spark.openlineage.transport.url"]) == ("http", "http://127.0.0.1:5000")
+    assert "spark.openlineage.transport.location" not in http
+    assert spark_listener_conf(lineage_config, jars[:1]) == {}  # jar not fetched
+    assert spark_listener_conf(lineage_config.with_overrides(**{"lineage.spark": False}), jars) == {}
+    assert spark_listener_conf(lineage_config.with_overrides(**{"lineage.enabled": False}), jars) == {}
+    remote = lineage_config.with_overrides(**{"lakehouse.root": "s3://bucket/lake"})
+    assert not lineage_settings(remote).enabled  # no local folder and no server: nothing to write to
+
+
+def test_listener_release_matches_the_python_client() -> None:
+    """infra/jvm/pom.xml's openlineage-spark and pip openlineage-python are the same release."""
+    from importlib.metadata import version
+
+    from carelake.spark.jvm_deps import pom_path
+
+    assert f"<openlineage.version>{version('openlineage-python')}</openlineage.version>" in pom_path().read_text()
