@@ -174,3 +174,17 @@ def test_listener_release_matches_the_python_client() -> None:
     from carelake.spark.jvm_deps import pom_path
 
     assert f"<openlineage.version>{version('openlineage-python')}</openlineage.version>" in pom_path().read_text()
+
+
+def test_stage_events_validate_against_the_openlineage_json_schema(lineage_config) -> None:
+    from tests.openlineage_schema import spec_validator
+
+    errors = spec_validator()
+    _send_story(lineage_config)
+    [path] = event_files(lineage_settings(lineage_config).folder)
+    events = [json.loads(line) for line in Path(path).read_text().splitlines()]
+    for event in events:
+        assert errors(event) == [], event["job"]["name"]
+    # The check can fail: an event without its run id is refused.
+    broken = {**events[0], "run": {"facets": {}}}
+    assert errors(broken)
