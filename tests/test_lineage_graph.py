@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from openlineage.client.facet_v2 import column_lineage_dataset
 
 from carelake.lineage.events import (
     RowCountsFacet,
@@ -55,9 +56,13 @@ def _send_story(config) -> None:
     model = StageFacts("model", inputs={u("processed/encounters"): 1}, outputs={u("curated/fact_encounter"): 1}, batches=["B1"],
                        output_facets={u("curated/fact_encounter"): {"columnLineage": column_lineage(
                            {"satisfaction_score": [(u("processed/encounters"), "satisfaction_score")]}, "model")}})
+    features = column_lineage({"avg_satisfaction": [(u("curated/fact_encounter"), "satisfaction_score")]}, "mean")
+    # As the Spark listener says it: the grouping key shaped the rows, not the values (INDIRECT).
+    features.fields["avg_satisfaction"].inputFields.append(column_lineage_dataset.InputField(
+        namespace="file", name=u("curated/fact_encounter"), field="npi",
+        transformations=[column_lineage_dataset.Transformation(type="INDIRECT", subtype="GROUP_BY")]))
     aggregates = StageFacts("aggregates", inputs={u("curated/fact_encounter"): 1}, outputs={u("curated/provider_features"): 1},
-                            output_facets={u("curated/provider_features"): {"columnLineage": column_lineage(
-                                {"avg_satisfaction": [(u("curated/fact_encounter"), "satisfaction_score")]}, "mean")}})
+                            output_facets={u("curated/provider_features"): {"columnLineage": features}})
     run1 = StageLineage(client, "carelake", "R1")
     for facts in (ingest, process, model, aggregates):
         run1.start(facts.stage, facts.inputs)
@@ -87,7 +92,8 @@ def test_stage_events_are_openlineage_run_events_in_the_file_transport(lineage_c
     assert output["facets"]["carelake_rowCounts"]["rowsQuarantined"] == 1
     assert output["facets"]["carelake_rowCounts"]["_schemaURL"].startswith("urn:carelake:lineage-facets:1")
     sources = output["facets"]["columnLineage"]["fields"]["satisfaction_score"]["inputFields"]
-    assert sources == [{"namespace": "file", "name": _uri(lineage_config, "raw/encounters"), "field": "satisfaction", "transformations": []}]
+    assert sources == [{"namespace": "file", "name": _uri(lineage_config, "raw/encounters"), "field": "satisfaction",
+                        "transformations": [{"type": "DIRECT", "subtype": "TRANSFORMATION", "description": "conform"}]}]
 
 
 def test_batch_lineage_lists_each_version_it_reached_and_the_rollback(lineage_config) -> None:

@@ -235,12 +235,16 @@ def _output(uri: str, version: int, facets: dict[str, Any]) -> OutputDataset:
     )
 
 
-def column_lineage(sources: dict[str, Iterable[tuple[str, str]]], description: str) -> column_lineage_dataset.ColumnLineageDatasetFacet:
-    """A column lineage facet: output column -> its (input uri, input column) pairs."""
+def column_lineage(
+    sources: dict[str, Iterable[tuple[str, str]]], description: str, subtype: str = "TRANSFORMATION"
+) -> column_lineage_dataset.ColumnLineageDatasetFacet:
+    """A column lineage facet: output column -> its (input uri, input column) pairs, each a DIRECT
+    transformation of ``subtype`` (IDENTITY: the value as it is; TRANSFORMATION: parsed, mapped)."""
     fields = {}
+    direct = [column_lineage_dataset.Transformation(type="DIRECT", subtype=subtype, description=description)]
     for column, inputs in sorted(sources.items()):
         input_fields = [
-            column_lineage_dataset.InputField(namespace=ns, name=name, field=source_column)
+            column_lineage_dataset.InputField(namespace=ns, name=name, field=source_column, transformations=direct)
             for uri, source_column in sorted(set(inputs))
             for ns, name in [dataset_name(uri)]
         ]

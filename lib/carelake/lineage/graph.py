@@ -175,6 +175,14 @@ def read_events(paths: Iterable[str]) -> list[dict[str, Any]]:
     return events
 
 
+def _direct(source: dict[str, Any]) -> bool:
+    """True for an input field whose values flow into the output column (a DIRECT transformation,
+    or none listed); the listener's INDIRECT ones (join keys, filters, group-by, sort) shaped
+    which rows were used, not the values, and are not followed."""
+    kinds = {t.get("type") for t in source.get("transformations") or []}
+    return not kinds or "DIRECT" in kinds
+
+
 def _version(facets: dict[str, Any]) -> int | None:
     version = (facets or {}).get("version", {}).get("datasetVersion")
     return int(version) if version is not None and str(version).isdigit() else None
@@ -192,6 +200,8 @@ def build_graph(events: Iterable[dict[str, Any]], root: str, landing: str) -> Li
             lineage = (output.get("facets") or {}).get("columnLineage") or {}
             for out_field, spec in (lineage.get("fields") or {}).items():
                 for source in spec.get("inputFields") or []:
+                    if not _direct(source):
+                        continue
                     graph.column_edges.add((((source["namespace"], source["name"]), source["field"]), (target, out_field)))
         run_facets = (event.get("run") or {}).get("facets") or {}
         carelake = run_facets.get("carelake_run")

@@ -115,7 +115,7 @@ def _ingest_facts(config: Config, tables: DeltaTables, run_id: str, facts: Stage
     for entity, columns in sources.items():
         uri = table_uri(config, "raw", entity)
         if uri in facts.outputs:
-            facts.output_facets.setdefault(uri, {})["columnLineage"] = column_lineage(columns, "read as text, renamed by the raw rule")
+            facts.output_facets.setdefault(uri, {})["columnLineage"] = column_lineage(columns, "read as text, renamed by the raw rule", "IDENTITY")
 
 
 def _process_facts(config: Config, run_id: str, summary: StageSummary, facts: StageFacts) -> None:
