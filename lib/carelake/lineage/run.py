@@ -4,6 +4,9 @@ the lineage page written when the run ends."""
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
+from typing import Any
 
 from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
 
@@ -39,16 +42,35 @@ class RunLineage:
         client = make_client(config)
         self.stages = StageLineage(client, settings.namespace, run_id) if client else None
         self._inputs: dict[str, dict[str, int | None]] = {}
+        self.seconds = 0.0  # spent gathering and sending lineage (the run summary reports it)
 
-    @property
-    def enabled(self) -> bool:
-        return self.stages is not None
+    def _timed(self, work: Callable[[], Any]) -> Any:
+        started = time.monotonic()
+        try:
+            return work()
+        finally:
+            self.seconds += time.monotonic() - started
 
     def run_started(self) -> None:
+        self._timed(self._run_started)
+
+    def stage_started(self, tables: DeltaTables, stage: str) -> None:
+        self._timed(lambda: self._stage_started(tables, stage))
+
+    def stage_finished(self, tables: DeltaTables, summary: StageSummary) -> None:
+        self._timed(lambda: self._stage_finished(tables, summary))
+
+    def run_finished(self, summary: RunSummary) -> str | None:
+        """The pipeline's closing event, then the lineage page; the page's URI (None when off)."""
+        page = self._timed(lambda: self._run_finished(summary))
+        summary.lineage_seconds = round(self.seconds, 3) if self.stages else None
+        return page
+
+    def _run_started(self) -> None:
         if self.stages:
             self.stages.emit(self._pipeline_event(RunState.START, "running"))
 
-    def stage_started(self, tables: DeltaTables, stage: str) -> None:
+    def _stage_started(self, tables: DeltaTables, stage: str) -> None:
         if not self.stages:
             return
         try:
@@ -58,7 +80,7 @@ class RunLineage:
             self._inputs[stage] = {}
         self.stages.start(stage, self._inputs[stage])
 
-    def stage_finished(self, tables: DeltaTables, summary: StageSummary) -> None:
+    def _stage_finished(self, tables: DeltaTables, summary: StageSummary) -> None:
         if not self.stages:
             return
         inputs = self._inputs.pop(summary.stage, {})
@@ -69,8 +91,7 @@ class RunLineage:
             facts = StageFacts(stage=summary.stage, inputs=inputs, outputs=dict(summary.tables))
         self.stages.finish(facts, summary.status)
 
-    def run_finished(self, summary: RunSummary) -> str | None:
-        """The pipeline's closing event, then the lineage page; the page's URI (None when off)."""
+    def _run_finished(self, summary: RunSummary) -> str | None:
         if not self.stages:
             return None
         self.stages.emit(self._pipeline_event(RunState.FAIL if summary.status != "ok" else RunState.COMPLETE, summary.status))
