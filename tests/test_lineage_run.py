@@ -154,13 +154,14 @@ def _delta_version(table: Path) -> int:
     return max(int(p.stem) for p in (table / "_delta_log").glob("*.json"))
 
 
-def test_lineage_of_a_rolled_back_batch(lineage_run, on_run_root, capsys) -> None:
-    config, root, summary = lineage_run
+def test_lineage_of_a_rolled_back_batch(lineage_run, on_run_root, spark, capsys) -> None:
+    _, root, summary = lineage_run
     batch = summary["run_id"]
     before = _lineage(capsys, "--batch", batch)
     assert any(" raw/encounters " in line and line.endswith("written") for line in before), before
     assert any(" curated/provider_features " in line and line.endswith("derived") for line in before), before
-    _carelake(root, "rollback", "--batch", batch)
+    # `carelake rollback` in this process: on the suite's session (no second JVM for it).
+    assert main(["rollback", "--batch", batch, "--conf", str(REPO / "conf" / "local.yaml")]) == 0
     after = _lineage(capsys, "--batch", batch)
     rolled = {line.split()[2]: int(line.split()[3]) for line in after if line.endswith("rolled back")}
     # Every raw and processed table the rollback changed, at the version now on disk.
