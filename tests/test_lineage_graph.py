@@ -194,3 +194,13 @@ def test_stage_events_validate_against_the_openlineage_json_schema(lineage_confi
     # The check can fail: an event without its run id is refused.
     broken = {**events[0], "run": {"facets": {}}}
     assert errors(broken)
+
+
+def test_declared_feature_sources_name_feature_columns() -> None:
+    from carelake.curated.features import COLUMNS, SOURCES
+
+    assert set(SOURCES) <= set(COLUMNS), sorted(set(SOURCES) - set(COLUMNS))
+    assert SOURCES["avg_satisfaction"] == (("curated/fact_encounter", "satisfaction_score"),)
+    for inputs in SOURCES.values():
+        for label, _ in inputs:
+            assert label.split("/", 1)[0] in ("processed", "curated"), label

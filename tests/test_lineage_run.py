@@ -128,10 +128,14 @@ def test_stage_events_carry_files_versions_counts_and_expectations(lineage_run) 
     assertions = by_name["encounters"]["facets"]["dataQualityAssertions"]["assertions"]
     gx = json.loads((root / "_runs" / summary["run_id"] / "gx" / "encounters.json").read_text())
     assert len(assertions) == len(gx["results"]) > 0
-    # The Spark listener's events are there too, with column lineage into the curated tables.
+    # The Spark listener's events are there too: the processed merge's column lineage from raw.
     spark_events = [json.loads(line) for line in (folder / "spark.jsonl").read_text().splitlines()]
-    assert any("columnLineage" in o.get("facets", {}) and "/curated/provider_features" in o["name"]
-               for e in spark_events for o in e.get("outputs") or [])
+    merged = [o for e in spark_events for o in e.get("outputs") or []
+              if o["name"].endswith("/processed/encounters") and "columnLineage" in o.get("facets", {})]
+    assert merged, "no column lineage from the Spark listener for processed/encounters"
+    sources = {(i["name"].rsplit("/lake/", 1)[-1], i["field"]) for o in merged
+               for i in o["facets"]["columnLineage"]["fields"].get("satisfaction_score", {}).get("inputFields", [])}
+    assert ("raw/encounters", "satisfaction") in sources, sources
     page = root / "_reports" / "latest" / "lineage.html"
     assert 'data-table="curated/provider_features"' in page.read_text()
 

@@ -41,6 +41,11 @@ STAGE_READS: dict[str, tuple[tuple[str, str], ...]] = {
     "score": (("curated", "provider_features"), ("curated", "fact_encounter")),
 }
 BATCH_LOGS = {"process": ("processed", "_batches"), "model": ("curated", "_model_batches")}
+# The processed entity each model table is built from; its columns keep their names in curated.
+MODEL_SOURCES = {
+    "fact_encounter": "encounters", "fact_procedure": "procedures", "fact_claim": "claims",
+    "fact_referral": "referrals", "dim_provider": "providers", "dim_patient": "patients",
+}
 
 
 def stage_inputs(config: Config, tables: DeltaTables, stage: str) -> dict[str, int | None]:
@@ -73,6 +78,10 @@ def stage_facts(config: Config, tables: DeltaTables, run_id: str, summary: Stage
         _ingest_facts(config, tables, run_id, facts)
     elif summary.stage == "process":
         _process_facts(config, run_id, summary, facts)
+    elif summary.stage == "model":
+        _model_facts(config, tables, facts)
+    elif summary.stage == "aggregates":
+        _aggregate_facts(config, facts)
     if summary.stage in BATCH_LOGS:
         uri = table_uri(config, *BATCH_LOGS[summary.stage])
         if uri in summary.tables:
@@ -137,3 +146,31 @@ def _process_facts(config: Config, run_id: str, summary: StageSummary, facts: St
         result = read_gx_result(config, run_id, entity)
         if result is not None:
             facet["dataQualityAssertions"] = gx_assertions(result)
+
+
+def _model_facts(config: Config, tables: DeltaTables, facts: StageFacts) -> None:
+    """Curated column <- the processed column of the same name (the model keeps names).
+
+    Declared here because the model stage's localCheckpoint cuts the plans the Spark listener
+    reads; a renamed or derived column (patient_token, encounter_cost, ...) gets no edge."""
+    for table, entity in MODEL_SOURCES.items():
+        uri, source = table_uri(config, "curated", table), table_uri(config, "processed", entity)
+        if uri not in facts.outputs or not tables.exists(source):
+            continue
+        shared = set(tables.read(uri).columns) & set(tables.read(source).columns)
+        columns = {c: [(source, c)] for c in shared}
+        facts.output_facets.setdefault(uri, {})["columnLineage"] = column_lineage(columns, "carried over from processed by name", "IDENTITY")
+
+
+def _aggregate_facts(config: Config, facts: StageFacts) -> None:
+    """provider_features column <- the columns it is computed from (features.SOURCES)."""
+    from carelake.curated.features import SOURCES
+
+    uri = table_uri(config, "curated", "provider_features")
+    if uri not in facts.outputs:
+        return
+    columns = {
+        feature: [(table_uri(config, *label.split("/", 1)), column) for label, column in inputs]
+        for feature, inputs in SOURCES.items()
+    }
+    facts.output_facets.setdefault(uri, {})["columnLineage"] = column_lineage(columns, "computed in carelake.curated.features")
