@@ -51,7 +51,7 @@ from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, H
 from carelake import __version__
 from carelake.config import Config
 from carelake.lineage.settings import API_KEY_ENV, lineage_settings
-from carelake.storage import filesystem_for, is_remote, join_uri, table_uri, to_local_path
+from carelake.storage import filesystem_for, is_remote, join_uri, to_local_path
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,3 @@ def landing_folder(config: Config, path_glob: str) -> str:
     """The landing folder a source entity's glob reads (its part before the first wildcard)."""
     fixed = path_glob.split("*", 1)[0].rsplit("/", 1)[0]
     return join_uri(config.landing if is_remote(config.landing) else to_local_path(config.landing), fixed)
-
-
-def uri_of(config: Config, zone: str, table: str) -> str:
-    return table_uri(config, zone, table)
