@@ -64,9 +64,12 @@ def render_page(data: dict) -> str:
         parts.append(f'<text x="{20 + x * COL_W}" y="30" class="zone">{zone}</text>')
     for source, target in data["edges"]:
         (x1, y1), (x2, y2) = positions[source], positions[target]
+        y1, y2 = y1 + BOX_H // 2, y2 + BOX_H // 2
+        # Within one zone (a curated table built from another) the edge loops out to the right.
+        end, bend = (x2 + BOX_W, x2 + BOX_W + 40) if x1 == x2 else (x2, x2 - 35)
         parts.append(
             f'<path class="edge" data-from="{html.escape(source)}" data-to="{html.escape(target)}" '
-            f'd="M{x1 + BOX_W},{y1 + BOX_H // 2} C{x1 + BOX_W + 35},{y1 + BOX_H // 2} {x2 - 35},{y2 + BOX_H // 2} {x2},{y2 + BOX_H // 2}"/>'
+            f'd="M{x1 + BOX_W},{y1} C{x1 + BOX_W + 40 if x1 == x2 else x1 + BOX_W + 35},{y1} {bend},{y2} {end},{y2}"/>'
         )
     for table, (x, y) in positions.items():
         version = data["latest"].get(table)
