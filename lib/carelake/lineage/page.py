@@ -4,7 +4,8 @@ anywhere) that each run writes to ``<root>/_reports/latest/lineage.html``.
 It draws the zones as columns and every table the events know as a box, with the table edges
 between them; the tables the latest run wrote are marked with the version written. Clicking a
 table lists its columns, and clicking a column shows its upstream columns (down to the landing
-folders' source columns) and its downstream ones.
+folders' source columns) and its downstream ones. ``lineage.html#<zone>/<table>[.<column>]``
+opens on that table or column, so a report can link straight to a number's lineage.
 """
 
 from __future__ import annotations
@@ -144,5 +145,8 @@ function showTable(table){
   detail.querySelectorAll('li[data-col]').forEach(li => li.addEventListener('click', () => showColumn(table, li.dataset.col)));
 }
 document.querySelectorAll('.table').forEach(g => g.addEventListener('click', () => showTable(g.dataset.table)));
+// lineage.html#<zone>/<table>[.<column>] opens on that table or column (links from the report).
+const wanted = decodeURIComponent(location.hash.slice(1));
+if (wanted) { const [t, ...c] = wanted.split('.'); showTable(t); if (c.length) showColumn(t, c.join('.')); }
 </script></body></html>
 """
