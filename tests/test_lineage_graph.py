@@ -204,3 +204,18 @@ def test_declared_feature_sources_name_feature_columns() -> None:
     for inputs in SOURCES.values():
         for label, _ in inputs:
             assert label.split("/", 1)[0] in ("processed", "curated"), label
+
+
+def test_aggregates_stage_declares_the_feature_column_lineage(lineage_config) -> None:
+    from carelake.lineage.stages import stage_facts
+    from carelake.run import StageSummary
+    from carelake.storage import table_uri
+
+    features = table_uri(lineage_config, "curated", "provider_features")
+    summary = StageSummary("aggregates", tables={features: 3})
+    facts = stage_facts(lineage_config, None, "R1", summary, {table_uri(lineage_config, "curated", "fact_encounter"): 2})
+    lineage = facts.output_facets[features]["columnLineage"]
+    [source] = lineage.fields["avg_satisfaction"].inputFields
+    assert (source.name, source.field) == (table_uri(lineage_config, "curated", "fact_encounter"), "satisfaction_score")
+    assert {f.field for f in lineage.fields["marketing_roi"].inputFields} == {"paid_amount", "marketing_spend"}
+    assert "encounters_365d" not in lineage.fields  # a row count has no input column
