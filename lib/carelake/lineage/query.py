@@ -59,8 +59,10 @@ def _files(graph: LineageGraph, folders: list[Dataset]) -> list[str]:
     for folder in folders:
         files = graph.source_files(folder)
         for f in files[:MAX_FILES]:
+            # The event JSON leaves out empty values: a rejected file has no rows, an ingested one no reason.
+            status = f["status"] + (f" ({f['reason']})" if f.get("reason") else "")
             lines.append(f"  {graph.label(folder)}/{f['name'].rsplit('/', 1)[-1]}  sha256 {f['sha256'][:12]}  "
-                         f"rows {f['rows']}  {f['status']}  batch {f['batch_id']}")
+                         f"rows {f.get('rows', '-')}  {status}  batch {f['batch_id']}")
         if len(files) > MAX_FILES:
             lines.append(f"  ... {len(files) - MAX_FILES} more file(s) in {graph.label(folder)}")
     return lines
