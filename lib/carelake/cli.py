@@ -74,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                         help="process every file landed so far in micro-batches, then stop (for schedulers)")
     stream.add_argument("--interval", type=float, default=None, help="seconds between micro-batches (default: stream.interval_seconds, 30)")
 
+    lineage = commands.add_parser(
+        "lineage", help="where a table or column comes from and what uses it, or every table version a batch touched"
+    )
+    _add_conf(lineage)
+    lineage.add_argument("target", nargs="?", help="<zone>/<table>[.<column>], e.g. curated/provider_features.avg_satisfaction")
+    lineage.add_argument("--batch", default=None, help="an ingest batch id: every table version it reached")
+
     serve = commands.add_parser(
         "serve", help="SQL over JDBC/ODBC: the Spark Thrift server, until Ctrl-C (SIGHUP: pick up new tables now)"
     )
@@ -169,6 +176,9 @@ def _rollback(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"carelake {exc}", file=sys.stderr)
         return EXIT_USAGE
+    from carelake.lineage.run import record_rollback
+
+    record_rollback(config, open_tables(spark, config), args.batch, list(report))
     for uri, counts in report.items():
         print(f"{uri}: {counts['rows_deleted']} row(s) deleted, {counts['rows_restored']} restored")
     print(f"batch {args.batch} rolled back; its landing files will be ingested again by the next run. "
@@ -204,6 +214,30 @@ def _stream(args: argparse.Namespace) -> int:
         print(f"carelake stream: stopped by an error: {str(error).splitlines()[0]}", file=sys.stderr)
         return EXIT_FAILED
     print("stream stopped", flush=True)
+    return EXIT_OK
+
+
+def _lineage(args: argparse.Namespace) -> int:
+    from carelake.lineage.graph import load_graph
+    from carelake.lineage.query import describe, describe_batch
+    from carelake.lineage.settings import lineage_settings
+
+    if bool(args.target) == bool(args.batch):
+        print("carelake lineage: give either <zone>/<table>[.<column>] or --batch <id>", file=sys.stderr)
+        return EXIT_USAGE
+    config = load_config(args.conf)
+    folder = lineage_settings(config).folder
+    if folder is None:
+        print("carelake lineage: no lineage files to read (lineage is off, sent to lineage.url, or the root is "
+              "not local: set lineage.dir)", file=sys.stderr)
+        return EXIT_USAGE
+    graph = load_graph(config, folder)
+    try:
+        lines = describe_batch(graph, args.batch) if args.batch else describe(graph, args.target)
+    except ValueError as exc:
+        print(f"carelake {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print("\n".join(lines))
     return EXIT_OK
 
 
@@ -247,6 +281,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _rollback(args)
         if args.command == "stream":
             return _stream(args)
+        if args.command == "lineage":
+            return _lineage(args)
         if args.command == "serve":
             from carelake.serve.thrift import serve
 

@@ -56,6 +56,7 @@ def run_pipeline(
     (after ``lock.wait_seconds``) or takes it over meanwhile.
     """
     # Imported here: the carelake.ops package imports the process stage (and Great Expectations).
+    from carelake.lineage.run import RunLineage
     from carelake.ops.lock import writer_lock
 
     functions = [(name, stage_function(name)) for name in stages]
@@ -63,23 +64,30 @@ def run_pipeline(
         functions = [(n, partial(f, only_files=ingest_files) if n == "ingest" else f) for n, f in functions]
     check_store(config)
     summary = RunSummary(run_id=run_id or new_run_id(), config_file=config.source_file, root=config.root)
+    lineage = RunLineage(config, summary.run_id)
     with writer_lock(config, summary.run_id) as lock:
         tables = open_tables(spark, config)
+        lineage.run_started()
         for name, function in functions:
             lock.check()
             log.info("stage %s: starting", name)
+            lineage.stage_started(tables, name)
             try:
                 stage = function(spark, config, tables, summary.run_id)
             except Exception as exc:
                 # Keep the record of what ran before the error, then let the caller report it.
                 summary.stages.append(StageSummary(name, notes=[f"{type(exc).__name__}: {exc}"]).finish("error"))
                 summary.status = "error"
+                lineage.stage_finished(tables, summary.stages[-1])
+                lineage.run_finished(summary)
                 summary.write(config)
                 raise
             summary.stages.append(stage)
+            lineage.stage_finished(tables, stage)
             if stage.status == "failed":
                 break
         statuses = {s.status for s in summary.stages}
         summary.status = "failed" if "failed" in statuses else "ok"
+        summary.lineage_page = lineage.run_finished(summary)
         summary.write(config)
     return summary

@@ -91,6 +91,51 @@ COLUMNS: dict[str, str] = {
     "encounters in the 365 days",
 }
 
+# The input columns whose values each feature is computed from (its direct column lineage, as
+# ``<zone>/<table>``, column): carelake.lineage sends these with the aggregates stage, because the
+# stage's localCheckpoint cuts the plans the OpenLineage Spark listener reads. Counts of rows
+# (encounters_90d, ...) and the as_of literal have no input column. Kept beside the code that
+# computes them; tests/test_lineage_graph.py checks every key is a feature column.
+_ENC, _PROC, _CLM = "curated/fact_encounter", "curated/fact_procedure", "curated/fact_claim"
+_REF, _CRM, _PROV = "curated/fact_referral", "processed/crm_activity", "curated/dim_provider"
+_RATE_INPUTS = {"readmission": "readmitted_30d", "complication": "complication"}
+SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "npi": ((_PROV, "npi"),),
+    **{c: ((_PROV, c),) for c in ("specialty", "zip", "network_id", "employer_id", "active")},
+    "zip3": ((_PROV, "zip"),),
+    "patients_90d": ((_ENC, "patient_token"),),
+    "patients_365d": ((_ENC, "patient_token"),),
+    "cost_per_case": ((_ENC, "encounter_cost"),),
+    "expected_cost_per_case": ((_ENC, "encounter_cost"),),
+    "cost_index": ((_ENC, "encounter_cost"),),
+    "risk_adjusted_cost_per_case": ((_ENC, "encounter_cost"),),
+    "billed_365d": ((_CLM, "billed_amount"),),
+    "allowed_365d": ((_CLM, "allowed_amount"),),
+    "paid_365d": ((_CLM, "paid_amount"),),
+    "paid_billed_ratio": ((_CLM, "paid_amount"), (_CLM, "billed_amount")),
+    "collection_rate": ((_CLM, "paid_amount"), (_CLM, "allowed_amount")),
+    "denied_claims_365d": ((_CLM, "is_denied"),),
+    "denial_rate": ((_CLM, "is_denied"),),
+    **{f"{kind}s_365d": ((_ENC, column),) for kind, column in _RATE_INPUTS.items()},
+    **{f"{kind}_rate{suffix}": ((_ENC, column),) for kind, column in _RATE_INPUTS.items()
+       for suffix in ("", "_shrunk", "_wilson_low", "_wilson_high")},
+    "avg_satisfaction": ((_ENC, "satisfaction_score"),),
+    "avg_length_of_stay_days": ((_ENC, "length_of_stay_days"),),
+    "top_procedure_code": ((_PROC, "procedure_code"),),
+    "top_procedure_share": ((_PROC, "procedure_code"),),
+    "procedure_hhi": ((_PROC, "procedure_code"),),
+    "referrals_leaked_365d": ((_REF, "status"), (_PROV, "network_id")),
+    "referral_leakage_rate": ((_REF, "status"), (_PROV, "network_id")),
+    "marketing_spend_365d": ((_CRM, "marketing_spend"),),
+    "contacts_365d": ((_CRM, "contacts"),),
+    "opportunity_value_365d": ((_CRM, "opportunity_value"),),
+    "referred_in_revenue_365d": ((_CLM, "paid_amount"),),
+    "marketing_roi": ((_CLM, "paid_amount"), (_CRM, "marketing_spend")),
+    "composite_score": (
+        (_ENC, "encounter_cost"), (_ENC, "readmitted_30d"), (_ENC, "complication"), (_ENC, "satisfaction_score"),
+    ),
+}
+
 
 def providers_as_of(providers: DataFrame, as_of: date) -> DataFrame:
     """dim_provider (SCD2) -> one row per NPI of the version in effect at the end of ``as_of``

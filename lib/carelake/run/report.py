@@ -22,6 +22,8 @@ def format_summary(summary: RunSummary, summary_uri: str | None = None) -> str:
         lines.extend(f"    - {note}" for note in stage.notes[:12])
         if len(stage.notes) > 12:
             lines.append(f"    - ... {len(stage.notes) - 12} more in the run summary file")
+    if summary.lineage_page:
+        lines.append(f"  lineage: {summary.lineage_page} (events gathered and sent in {summary.lineage_seconds or 0:.1f}s)")
     if summary_uri:
         lines.append(f"  summary: {summary_uri}")
     return "\n".join(lines)

@@ -88,6 +88,8 @@ class RunSummary:
     finished_at: str | None = None
     status: str = "running"
     stages: list[StageSummary] = field(default_factory=list)
+    lineage_page: str | None = None  # the run's lineage page (carelake.lineage), when lineage is on
+    lineage_seconds: float | None = None  # time the run spent gathering and sending its lineage events
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -99,6 +101,8 @@ class RunSummary:
             "finished_at": self.finished_at,
             "status": self.status,
             "stages": [s.to_dict() for s in self.stages],
+            "lineage_page": self.lineage_page,
+            "lineage_seconds": self.lineage_seconds,
         }
 
     def write(self, config: Config) -> str:

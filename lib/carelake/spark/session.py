@@ -105,6 +105,12 @@ def build_session(config: Config, extra_conf: Mapping[str, str] | None = None) -
     from carelake.spark.jvm_deps import session_conf  # imported here: it runs as a script too
 
     settings.update(session_conf(settings))
+    # OpenLineage's listener, when its jar was fetched and lineage is on (carelake.lineage).
+    from carelake.lineage.settings import spark_listener_conf
+    from carelake.spark.jvm_deps import fetched_jars
+
+    listener = {k: v for k, v in spark_listener_conf(config, fetched_jars()).items() if k not in settings}
+    settings.update(listener)
     settings.setdefault("spark.executorEnv.PYSPARK_PYTHON", os.environ["PYSPARK_PYTHON"])
     for key, value in settings.items():
         builder = builder.config(key, value)
@@ -112,4 +118,18 @@ def build_session(config: Config, extra_conf: Mapping[str, str] | None = None) -
     # getOrCreate may return a session started earlier, whose Hadoop settings predate config.
     _set_s3a(spark, settings)
     spark.sparkContext.setLogLevel(config.spark_log_level)
+    if listener:
+        _quiet_lineage_listener(spark)
     return spark
+
+
+def _quiet_lineage_listener(spark: SparkSession) -> None:
+    """The listener logs an ERROR for every SQL execution it finds no plan for (Delta's internal
+    log queries) and a WARN for every read of a source it cannot name (the landing files' Python
+    data source, whose files the stage events list); table reads and writes still get events."""
+    jvm = getattr(spark.sparkContext, "_jvm", None)
+    if jvm is None:
+        return
+    configurator, level = jvm.org.apache.logging.log4j.core.config.Configurator, jvm.org.apache.logging.log4j.Level
+    configurator.setLevel("io.openlineage", level.ERROR)
+    configurator.setLevel("io.openlineage.spark.agent.lifecycle.ContextFactory", level.OFF)
