@@ -8,7 +8,7 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 bi bi-setup
 PORT ?= 10000
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test   - run the test suite"
 	@echo "make run-s3 - the same pipeline with every zone on a local S3 server (SeaweedFS), then the bucket layout"
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
+	@echo "make bi     - Apache Superset on 127.0.0.1:$(BI_PORT) over the Thrift server, dashboards from the repository (make bi-setup once)"
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
 	@echo "make bench  - benchmark engines $(BENCH_ENGINES) at scales $(BENCH_SCALES): bench/results/<date>.json/.md/.png"
@@ -66,6 +67,20 @@ test: setup
 
 serve: setup
 	$(VENV)/bin/carelake serve --conf $(CONF) --port $(PORT)
+
+# Apache Superset in its own environment (its pins conflict with ours), installed once.
+BI_VENV := .bi/venv
+BI_PORT ?= 8088
+$(BI_VENV)/.installed: infra/superset/requirements.lock
+	$(PYTHON) -m venv $(BI_VENV)
+	$(BI_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BI_VENV)/bin/python -m pip install -q -r infra/superset/requirements.lock
+	@touch $@
+
+bi-setup: $(BI_VENV)/.installed
+
+bi: setup bi-setup
+	$(VENV)/bin/carelake bi --conf $(CONF) --port $(BI_PORT) --thrift-port $(PORT)
 
 register: setup
 	$(VENV)/bin/carelake register --conf $(CONF)
