@@ -94,7 +94,7 @@ def report(spark, base_config, tmp_path_factory: pytest.TempPathFactory) -> dict
     stage.entities["claims"] = EntityCounts(rows_in=10, rows_valid=7, rows_quarantined=2, duplicates_dropped=1, rows_written=7, delta_version=3)
     summary = RunSummary(run_id="20241231T000000Z-bbbbbb", config_file="conf/local.yaml", root=config.root, status="ok", stages=[stage])
     index = build_report(spark, config, tables, summary)
-    return {"config": config, "index": Path(index), "versions": versions}
+    return {"config": config, "index": Path(index), "versions": versions, "summary": summary}
 
 
 def test_report_writes_an_index_and_a_page_per_dashboard(report: dict) -> None:
@@ -125,11 +125,11 @@ def test_index_links_the_lineage_page_when_it_exists(spark, report: dict) -> Non
     lineage = report["index"].parent / "lineage.html"
     lineage.write_text("<html><body>lineage</body></html>")
     try:
-        build_report(spark, report["config"], open_tables(spark, report["config"]), None)
+        build_report(spark, report["config"], open_tables(spark, report["config"]), report["summary"])
         assert 'href="lineage.html"' in report["index"].read_text()
     finally:
         lineage.unlink()
-        build_report(spark, report["config"], open_tables(spark, report["config"]), None)
+        build_report(spark, report["config"], open_tables(spark, report["config"]), report["summary"])
 
 
 def test_every_chart_frame_is_known() -> None:
@@ -179,4 +179,13 @@ def test_filters_redraw_the_charts_with_the_planted_numbers(report: dict) -> Non
         page.wait_for_selector("body[data-state=ready]")
         assert _tile_values(page, "exec_care_tiles")[0] == f"{ENCOUNTERS['hospital_b'][1]}"
         assert _tile_values(page, "exec_money_tiles")[1] == f"{PAID['hospital_b'][1]:.0f}"
+        page.close()
+        # Paid is also the numerator of the collection rate: it must be summed once.
+        page = context.new_page()
+        page.goto((report["index"].parent / "finance.html").as_uri())
+        page.wait_for_selector("body[data-state=ready]")
+        billed, allowed, paid, collection, denial = _tile_values(page, "finance_tiles")
+        assert sum(sum(v) for v in PAID.values()) == 1000.0  # paid; allowed is 1.5 x paid on each of 2 payer rows
+        assert (paid, allowed) == ("1.00k", "3.00k")  # d3's ',.3s' format
+        assert collection == f"{1 / 3:.1%}"
         page.close()

@@ -22,8 +22,16 @@
     return true;
   }
 
-  // Sums per group of everything the measures need; value() turns them into the measure.
+  // Sums per group of every column the measures need, each column summed once however many
+  // measures use it; value() turns them into the measure.
   function group(rows, keys, measures) {
+    const sums = new Set();
+    const means = [];
+    for (const m of measures) {
+      if (m.how === "mean") means.push(m);
+      else sums.add(m.column);
+      if (m.how === "ratio") sums.add(m.weight);
+    }
     const groups = new Map();
     for (const row of rows) {
       const key = keys.map((k) => row[k]).join("\u0001");
@@ -32,24 +40,28 @@
         acc = { keys: Object.fromEntries(keys.map((k) => [k, row[k]])), sum: {}, weighted: {}, weight: {} };
         groups.set(key, acc);
       }
-      for (const m of measures) {
+      for (const column of sums) {
+        const v = row[column];
+        if (v !== null && v !== undefined) acc.sum[column] = (acc.sum[column] || 0) + v;
+      }
+      for (const m of means) {
         const v = row[m.column];
-        if (m.how === "mean") {
-          if (v === null || v === undefined || row[m.weight] === null) continue;
-          acc.weighted[m.column] = (acc.weighted[m.column] || 0) + v * row[m.weight];
-          acc.weight[m.column] = (acc.weight[m.column] || 0) + row[m.weight];
-        } else {
-          if (v !== null && v !== undefined) acc.sum[m.column] = (acc.sum[m.column] || 0) + v;
-          if (m.how === "ratio" && row[m.weight] !== null) acc.weight[m.weight] = (acc.weight[m.weight] || 0) + row[m.weight];
-        }
+        const w = row[m.weight];
+        if (v === null || v === undefined || w === null || w === undefined) continue;
+        const id = `${m.column}|${m.weight}`;
+        acc.weighted[id] = (acc.weighted[id] || 0) + v * w;
+        acc.weight[id] = (acc.weight[id] || 0) + w;
       }
     }
     return [...groups.values()];
   }
 
   function value(m, acc) {
-    if (m.how === "mean") return acc.weight[m.column] ? acc.weighted[m.column] / acc.weight[m.column] : null;
-    if (m.how === "ratio") return acc.weight[m.weight] ? (acc.sum[m.column] || 0) / acc.weight[m.weight] : null;
+    if (m.how === "mean") {
+      const id = `${m.column}|${m.weight}`;
+      return acc.weight[id] ? acc.weighted[id] / acc.weight[id] : null;
+    }
+    if (m.how === "ratio") return acc.sum[m.weight] ? (acc.sum[m.column] || 0) / acc.sum[m.weight] : null;
     return acc.sum[m.column] === undefined ? null : acc.sum[m.column];
   }
 

@@ -40,7 +40,7 @@ CONFIG_FILE = REPO / "infra" / "superset" / "superset_config.py"
 PROVISION = REPO / "infra" / "superset" / "provision.py"
 DEFAULT_PORT = 8088
 DATABASE_NAME = "carelake"
-START_TIMEOUT_S = 300
+START_TIMEOUT_S = 600  # per step (Thrift server, Superset's health): a loaded 2-core machine is slow
 
 # The SQL behind each report frame, over the tables the Thrift server serves. Same grain or
 # finer than the report's frame: the measures (sum, weighted mean, ratio) give the same numbers.
@@ -250,6 +250,7 @@ def start_superset(
             [str(bin_dir / "superset"), "run", "-h", host, "-p", str(port), "--with-threads"], env=env, stdout=log_file, stderr=log_file
         )
         url = f"http://{host}:{port}"
+        deadline = time.monotonic() + START_TIMEOUT_S
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
