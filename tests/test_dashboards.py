@@ -142,7 +142,7 @@ BROWSER = missing_browser_reason()
 
 
 def _tile_values(page, chart: str) -> list[str]:
-    return page.eval_on_selector_all(f"#chart-{chart} .indicator .number", "els => els.map(e => e.textContent)")
+    return page.eval_on_selector_all(f"#chart-{chart} text.number", "els => els.map(e => e.textContent)")
 
 
 @pytest.mark.skipif(BROWSER is not None, reason=f"browser tests need Chromium and Playwright: {BROWSER}")

@@ -25,7 +25,7 @@ from carelake.delta import open_tables
 from tests.dashboard_tables import ENCOUNTERS, write_dashboard_tables
 
 SUPERSET = missing_superset_reason()
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(SUPERSET is not None, reason=f"Superset tests: {SUPERSET}")]
+needs_superset = pytest.mark.skipif(SUPERSET is not None, reason=f"Superset tests: {SUPERSET}")
 
 
 def _free_port() -> int:
@@ -86,6 +86,8 @@ def _hospital_rows(url: str, token: str) -> dict[str, int]:
     return {row["hospital"]: int(row["e"]) for row in data}
 
 
+@pytest.mark.slow
+@needs_superset
 def test_a_clinician_sees_only_their_hospitals_rows(superset) -> None:
     server, _ = superset
     users = server.credentials()
@@ -98,6 +100,8 @@ def test_a_clinician_sees_only_their_hospitals_rows(superset) -> None:
 BROWSER = missing_browser_reason()
 
 
+@pytest.mark.slow
+@needs_superset
 @pytest.mark.skipif(BROWSER is not None, reason=f"browser tests need Chromium and Playwright: {BROWSER}")
 def test_every_superset_dashboard_draws_its_charts_in_chromium(superset) -> None:
     server, config = superset
