@@ -8,7 +8,7 @@ SEED ?= 42
 DEFECT_RATE ?= 0.01
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api bi bi-setup
 PORT ?= 10000
 
 help:
@@ -17,6 +17,7 @@ help:
 	@echo "make run-s3 - the same pipeline with every zone on a local S3 server (SeaweedFS), then the bucket layout"
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
 	@echo "make api    - the provider HTTP API on 127.0.0.1:$(API_PORT) until Ctrl-C (docs/api.md)"
+	@echo "make bi     - Apache Superset on 127.0.0.1:$(BI_PORT) over the Thrift server, dashboards from the repository (make bi-setup once)"
 	@echo "make register - refresh the SQL catalog once (no server may be running)"
 	@echo "make cluster  - a Spark standalone master + worker on loopback until Ctrl-C"
 	@echo "make stream - run the stages on files as they land (micro-batches) until Ctrl-C"
@@ -77,6 +78,20 @@ stream: setup
 API_PORT ?= 8787
 api: setup
 	$(VENV)/bin/carelake api --conf $(CONF) --port $(API_PORT)
+
+# Apache Superset in its own environment (its pins conflict with ours), installed once.
+BI_VENV := .bi/venv
+BI_PORT ?= 8088
+$(BI_VENV)/.installed: infra/superset/requirements.lock
+	$(PYTHON) -m venv $(BI_VENV)
+	$(BI_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BI_VENV)/bin/python -m pip install -q -r infra/superset/requirements.lock
+	@touch $@
+
+bi-setup: $(BI_VENV)/.installed
+
+bi: setup bi-setup
+	$(VENV)/bin/carelake bi --conf $(CONF) --port $(BI_PORT) --thrift-port $(PORT)
 
 register: setup
 	$(VENV)/bin/carelake register --conf $(CONF)

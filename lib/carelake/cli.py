@@ -11,12 +11,19 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from carelake.config import ConfigError, load_config
 from carelake.ops.lock import WriterLockError, writer_lock
 from carelake.run import new_run_id
 from carelake.spark import JavaError
 from carelake.storage import ObjectStoreError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from carelake.config import Config
+    from carelake.run import RunSummary
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -92,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conf(api)
     api.add_argument("--port", type=int, default=None, help="default: api.port (8787)")
     api.add_argument("--host", default=None, help="default: api.host (127.0.0.1)")
+
+    report = commands.add_parser("report", help="write the static dashboard report (<root>/_reports/latest/) from the tables as they are")
+    _add_conf(report)
+
+    bi = commands.add_parser("bi", help="Apache Superset over the Thrift server with the repository's dashboards, until Ctrl-C")
+    _add_conf(bi)
+    bi.add_argument("--port", type=int, default=8088, help="Superset's port on 127.0.0.1 (default 8088)")
+    bi.add_argument("--thrift-port", type=int, default=10000, help="the Thrift server's port: reused when one answers, else started")
+
     register = commands.add_parser("register", help="refresh the SQL catalog (no server may be running)")
     _add_conf(register)
 
@@ -118,7 +134,21 @@ def _generate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _run(args: argparse.Namespace, stages: Sequence[str]) -> int:
+def _write_report(spark: SparkSession, config: Config, summary: RunSummary | None) -> bool:
+    """Build the static report and print its path; a report that cannot be built is one line on
+    stderr, not a failed run (the tables are written by then)."""
+    from carelake.dashboards import build_report
+    from carelake.delta import open_tables
+
+    try:
+        print(f"report: {build_report(spark, config, open_tables(spark, config), summary)}")
+    except Exception as exc:
+        print(f"carelake: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
+def _run(args: argparse.Namespace, stages: Sequence[str], report: bool = False) -> int:
     from carelake.pipeline import run_pipeline
     from carelake.run import format_summary
     from carelake.spark import build_session
@@ -132,6 +162,8 @@ def _run(args: argparse.Namespace, stages: Sequence[str]) -> int:
         from carelake.delta import open_tables
 
         print(top_providers_report(spark, config, open_tables(spark, config)))
+    if report:
+        _write_report(spark, config, summary)
     return EXIT_OK if summary.status == "ok" else EXIT_FAILED
 
 
@@ -274,7 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if unknown:
                 print(f"carelake: unknown stage(s) {', '.join(unknown)}: expected some of {', '.join(STAGES)}", file=sys.stderr)
                 return EXIT_USAGE
-            return _run(args, stages)
+            return _run(args, stages, report=True)
+        if args.command == "report":
+            from carelake.spark import build_session
+
+            config = load_config(args.conf)
+            return EXIT_OK if _write_report(build_session(config), config, None) else EXIT_FAILED
         if args.command == "restore":
             return _restore(args)
         if args.command == "rollback":
@@ -291,6 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from carelake.serve.api import run_api
 
             return run_api(load_config(args.conf), args.host, args.port)
+        if args.command == "bi":
+            from carelake.dashboards.superset import run_bi
+
+            return run_bi(load_config(args.conf), port=args.port, thrift_port=args.thrift_port)
         if args.command == "register":
             from carelake.serve.catalog import register as register_catalog
 
