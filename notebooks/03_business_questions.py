@@ -50,9 +50,12 @@ executive = read_table(spark, config, "curated", "kpi_executive")
 
 
 def ranked_within_specialty(table, measure: str, *beside: str):
-    """Providers with MIN_CASES cases of ``measure``, specialty leaders first, then by the ratio."""
+    """Providers with MIN_CASES cases of ``measure`` doing better than their case mix (shrunk
+    ratio below 1; a specialty's only provider is its rank 1 whatever its ratio), specialty
+    leaders first, then by the ratio."""
     return (
-        table.where((F.col(f"{measure}_cases") >= MIN_CASES) & F.col(f"{measure}_rank_in_specialty").isNotNull())
+        table.where((F.col(f"{measure}_cases") >= MIN_CASES) & F.col(f"{measure}_rank_in_specialty").isNotNull()
+                    & (F.col(f"{measure}_oe_ratio_shrunk") < 1))
         .orderBy(f"{measure}_rank_in_specialty", f"{measure}_oe_ratio_shrunk", "npi")
         .select("npi", "specialty", f"{measure}_rank_in_specialty", f"{measure}_providers_in_specialty",
                 f"{measure}_cases", f"{measure}_observed_per_case", f"{measure}_expected_per_case",

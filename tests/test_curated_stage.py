@@ -87,8 +87,8 @@ def test_first_run_rerun_and_incremental(spark: SparkSession, config: Config) ->
     assert outcomes.count() == outcomes.select("npi", "as_of").distinct().count()
 
     report = top_providers_report(spark, config, tables, n=2)
-    assert "no provider has 5 cases of cost_per_case yet" in report
-    assert "no provider has 5 cases of readmission_30d yet" in report
+    assert "no provider with 5 cases of cost_per_case does better than its case mix yet" in report
+    assert "no provider with 5 cases of readmission_30d does better than its case mix yet" in report
     assert top_providers_report(spark, config.with_overrides(**{"lakehouse.root": str(config.root) + "-empty"}), tables) == (
         "table curated.provider_outcomes not built yet — run make run"
     )

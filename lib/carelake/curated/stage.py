@@ -348,7 +348,7 @@ def top_providers_report(spark: SparkSession, config: Config, tables: DeltaTable
     ``curated.provider_outcomes``: per ranking, the providers ranked best *within their
     specialty* on the risk-adjusted, shrunk observed/expected ratio (lower is better;
     docs/measures.md), specialty leaders first, then by the ratio itself, among providers with
-    at least :data:`TOP_MIN_CASES` cases of that measure. Provider-level only: no patient data."""
+    at least :data:`TOP_MIN_CASES` cases of that measure whose shrunk ratio is below 1. Provider-level only: no patient data."""
     uri = table_uri(config, "curated", "provider_outcomes")
     if not tables.exists(uri):
         return "table curated.provider_outcomes not built yet — run make run"
@@ -358,11 +358,14 @@ def top_providers_report(spark: SparkSession, config: Config, tables: DeltaTable
              f"observed/expected (shrunk; 1.00 = as the case mix predicts, lower is better)"]
     for title, ranked, beside in TOP_RANKINGS:
         eligible = outcomes.where(F.col("as_of") == F.lit(as_of)).where(
-            (F.col(f"{ranked}_cases") >= TOP_MIN_CASES) & F.col(f"{ranked}_rank_in_specialty").isNotNull())
+            (F.col(f"{ranked}_cases") >= TOP_MIN_CASES) & F.col(f"{ranked}_rank_in_specialty").isNotNull()
+            # Better than the case mix predicts: the only provider of a specialty is its rank 1
+            # whatever its ratio, and a ratio above 1 is no "top".
+            & (F.col(f"{ranked}_oe_ratio_shrunk") < 1))
         lines.append(f"  {title}")
         top = eligible.orderBy(F.col(f"{ranked}_rank_in_specialty"), F.col(f"{ranked}_oe_ratio_shrunk"), "npi").limit(n).collect()
         if not top:
-            lines.append(f"    no provider has {TOP_MIN_CASES} cases of {ranked} yet")
+            lines.append(f"    no provider with {TOP_MIN_CASES} cases of {ranked} does better than its case mix yet")
             continue
         lines.append(f"    {'npi':<12}{'specialty':<26}{'rank':>8}{'cases':>7}{'O/E':>7}{'shrunk':>8}{beside + ' shrunk':>22}")
         for r in top:
