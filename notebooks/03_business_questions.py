@@ -2,7 +2,7 @@
 # MAGIC %md
 # MAGIC # Business questions over the curated aggregates
 # MAGIC
-# MAGIC Five questions, answered from `provider_features`, `provider_procedure_stats`,
+# MAGIC Five questions, answered from `provider_outcomes`, `provider_features`, `provider_procedure_stats`,
 # MAGIC `network_demand_by_zip` and `kpi_executive` (built by the `aggregates` stage):
 # MAGIC 1. Which providers are the most cost-effective?
 # MAGIC 2. Who specialises, and excels, in which procedures?
@@ -26,11 +26,12 @@ from carelake.config import load_config
 from carelake.curated.reports import save_figure
 from carelake.serve.notebook import display, finish, get_spark, read_table
 
-MIN_ENCOUNTERS = 10  # providers with fewer encounters in 365 days are too small to rank
+MIN_CASES = 5  # providers with fewer cases of a measure are not listed as top on it
 
 config = load_config()
 spark = get_spark(config)
 print(f"lakehouse: {config.root}")
+outcomes = read_table(spark, config, "curated", "provider_outcomes")
 features = read_table(spark, config, "curated", "provider_features")
 procedures = read_table(spark, config, "curated", "provider_procedure_stats")
 demand = read_table(spark, config, "curated", "network_demand_by_zip")
@@ -40,35 +41,49 @@ executive = read_table(spark, config, "curated", "kpi_executive")
 
 # MAGIC %md
 # MAGIC ## 1. The most cost-effective providers
-# MAGIC `composite_score` (0..1) weighs the case-mix adjusted cost index (40%), shrunk readmission and
-# MAGIC complication rates against the specialty (20% each) and satisfaction (20%).
+# MAGIC Allowed amount per case (what payers contracted to pay, attributed to the billing NPI)
+# MAGIC against what other providers' cases of the same case mix cost: `cost_per_case_oe_ratio_shrunk`
+# MAGIC (below 1 = cheaper than the case mix predicts, shrunk by an estimated prior), ranked within the
+# MAGIC specialty. Specialty leaders first. Definitions: docs/measures.md.
 
 # COMMAND ----------
 
-if features is not None:
-    ranked = features.where(F.col("encounters_365d") >= MIN_ENCOUNTERS)
-    display(
-        ranked.orderBy(F.col("composite_score").desc_nulls_last())
-        .select("npi", "specialty", "zip3", "encounters_365d", "cost_index", "readmission_rate_shrunk",
-                "avg_satisfaction", "composite_score")
-        .limit(10)
+
+def ranked_within_specialty(table, measure: str, *beside: str):
+    """Providers with MIN_CASES cases of ``measure`` doing better than their case mix (shrunk
+    ratio below 1; a specialty's only provider is its rank 1 whatever its ratio), specialty
+    leaders first, then by the ratio."""
+    return (
+        table.where((F.col(f"{measure}_cases") >= MIN_CASES) & F.col(f"{measure}_rank_in_specialty").isNotNull()
+                    & (F.col(f"{measure}_oe_ratio_shrunk") < 1))
+        .orderBy(f"{measure}_rank_in_specialty", f"{measure}_oe_ratio_shrunk", "npi")
+        .select("npi", "specialty", f"{measure}_rank_in_specialty", f"{measure}_providers_in_specialty",
+                f"{measure}_cases", f"{measure}_observed_per_case", f"{measure}_expected_per_case",
+                f"{measure}_oe_ratio", f"{measure}_oe_ratio_shrunk", *beside)
     )
-    points = ranked.select("cost_index", "readmission_rate_shrunk", "encounters_365d").dropna().toPandas()
+
+
+if outcomes is not None:
+    display(ranked_within_specialty(outcomes, "cost_per_case", "length_of_stay_oe_ratio_shrunk").limit(10))
+    points = outcomes.select(
+        "cost_per_case_oe_ratio_shrunk", "readmission_30d_oe_ratio_shrunk", "cost_per_case_cases"
+    ).dropna().toPandas()
     if points.empty:
-        print(f"no provider with {MIN_ENCOUNTERS} encounters in 365 days yet: nothing to plot")
+        print("no provider has both a cost and a readmission measure yet: nothing to plot")
     else:
         fig, ax = plt.subplots(figsize=(7, 5))
-        ax.scatter(points["cost_index"], points["readmission_rate_shrunk"], s=points["encounters_365d"] / 2, alpha=0.5)
+        ax.scatter(points["cost_per_case_oe_ratio_shrunk"], points["readmission_30d_oe_ratio_shrunk"],
+                   s=points["cost_per_case_cases"], alpha=0.5)
         ax.axvline(1.0, color="grey", linestyle="--", linewidth=1)
-        ax.set_xlabel("cost index (observed / expected for the case mix)")
-        ax.set_ylabel("readmission rate (shrunk toward the specialty)")
-        ax.set_title("Cost against outcome per provider (bubble = volume)")
+        ax.axhline(1.0, color="grey", linestyle="--", linewidth=1)
+        ax.set_xlabel("cost per case, observed / expected (shrunk)")
+        ax.set_ylabel("30-day readmission, observed / expected (shrunk)")
+        ax.set_title("Cost against outcome per provider, risk-adjusted (bubble = cases)")
         print("saved", save_figure(fig, config, "cost_vs_outcome.png"))
         plt.close(fig)
 
 # COMMAND ----------
 
-# MAGIC %md
 # MAGIC ## 2. Who specialises and excels in which procedures
 # MAGIC Rank 1 within the specialty for a code (ranked only from 5 procedures in 365 days), with the
 # MAGIC share of the provider's work that code represents.
@@ -97,18 +112,15 @@ if procedures is not None:
 
 # MAGIC %md
 # MAGIC ## 3. The best outcomes
-# MAGIC Lowest shrunk readmission rate; the Wilson upper bound shows how sure we can be.
+# MAGIC 30-day unplanned readmission after an index stay (CMS hospital-wide definition) against the
+# MAGIC case mix, shrunk, ranked within the specialty; the complication ratio beside it. The crude
+# MAGIC rates by specialty below show why rankings are within specialty and adjusted: case mix differs.
 
 # COMMAND ----------
 
+if outcomes is not None:
+    display(ranked_within_specialty(outcomes, "readmission_30d", "complication_oe_ratio_shrunk").limit(10))
 if features is not None:
-    display(
-        features.where(F.col("encounters_365d") >= MIN_ENCOUNTERS)
-        .orderBy("readmission_rate_shrunk", "complication_rate_shrunk")
-        .select("npi", "specialty", "encounters_365d", "readmission_rate", "readmission_rate_shrunk",
-                "readmission_rate_wilson_high", "complication_rate_shrunk", "avg_satisfaction")
-        .limit(10)
-    )
     by_specialty = (
         features.where(F.col("encounters_365d") > 0)
         .groupBy("specialty")
@@ -118,7 +130,7 @@ if features is not None:
     if not by_specialty.empty:
         fig, ax = plt.subplots(figsize=(8, 5))
         ax.barh(by_specialty["specialty"].fillna("?"), by_specialty["readmission_rate"])
-        ax.set_xlabel("30-day readmission rate, 365 days")
+        ax.set_xlabel("crude readmission flag rate, all encounters, 365 days")
         ax.set_title("Readmissions by specialty")
         print("saved", save_figure(fig, config, "readmission_by_specialty.png"))
         plt.close(fig)

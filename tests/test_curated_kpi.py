@@ -106,3 +106,4 @@ def test_written_dictionary_lists_every_table(tmp_path) -> None:
     assert text == data_dictionary()
     assert all(f"## {table}" in text for table in TABLES)
     assert "| `composite_score` |" in text
+    assert "## provider_outcomes" in text and "| `cost_per_case_oe_ratio_shrunk` |" in text

@@ -27,6 +27,6 @@ def test_business_notebook_reports_missing_tables(tmp_path: Path) -> None:
     }
     result = subprocess.run([sys.executable, str(NOTEBOOK)], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
-    for table in ("provider_features", "provider_procedure_stats", "network_demand_by_zip", "kpi_executive"):
+    for table in ("provider_outcomes", "provider_features", "provider_procedure_stats", "network_demand_by_zip", "kpi_executive"):
         assert f"table curated.{table} not built yet — run make run" in result.stdout
     assert not (tmp_path / "lakehouse" / "_reports").exists()

@@ -23,6 +23,13 @@ FACTS = {"fact_encounter": ("encounters", "npi"), "fact_procedure": ("procedures
 
 
 def bucketed(df: DataFrame, npi_col: str) -> DataFrame:
+    """The hand-made rows as the model stage writes them: bucketed, with the discharge date and
+    record time (filed the day after discharge / service) of the real facts."""
+    if "length_of_stay_days" in df.columns and "discharge_date" not in df.columns:
+        df = df.withColumn("discharge_date", F.date_add("admit_date", F.col("length_of_stay_days")))
+    event = next((c for c in ("discharge_date", "service_date") if c in df.columns), None)
+    if event and "updated_at" not in df.columns:
+        df = df.withColumn("updated_at", F.date_add(event, 1).cast("timestamp"))
     return df.withColumn("npi_bucket", F.pmod(F.xxhash64(npi_col), F.lit(4)).cast("int"))
 
 
@@ -73,8 +80,15 @@ def test_first_run_rerun_and_incremental(spark: SparkSession, config: Config) ->
     assert_df_equality(summary_after.where("patient_token <> 'A'"), patients_before.where("patient_token <> 'A'"), ignore_row_order=True)
     assert summary_after.where("patient_token = 'A'").collect()[0].visits == 3
 
+    outcomes = tables.read(table_uri(config, "curated", "provider_outcomes"))
+    # npi 3's one outpatient visit (no claim): a complication case, no readmission or cost case.
+    row = outcomes.where("npi = '3'").collect()[0]
+    assert (row.as_of, row.complication_cases, row.readmission_30d_cases, row.cost_per_case_cases) == (AS_OF, 1, None, None)
+    assert outcomes.count() == outcomes.select("npi", "as_of").distinct().count()
+
     report = top_providers_report(spark, config, tables, n=2)
-    assert report.startswith("no provider has 10 encounters")
+    assert "no provider with 5 cases of cost_per_case does better than its case mix yet" in report
+    assert "no provider with 5 cases of readmission_30d does better than its case mix yet" in report
     assert top_providers_report(spark, config.with_overrides(**{"lakehouse.root": str(config.root) + "-empty"}), tables) == (
-        "table curated.provider_features not built yet — run make run"
+        "table curated.provider_outcomes not built yet — run make run"
     )

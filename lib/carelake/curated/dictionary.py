@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carelake.curated import demand, features, kpi, patients, procedures
+from carelake.curated import demand, features, kpi, outcomes, patients, procedures
 from carelake.curated.stage import TABLE_KEYS
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
@@ -17,6 +17,14 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "Provider feature store: one row per NPI as of a date (point-in-time correct). "
         "Composite score: see `carelake.curated.features.provider_features`.",
         features.COLUMNS,
+    ),
+    "provider_outcomes": (
+        "Risk-adjusted provider outcomes and cost: one row per NPI as of a date, per measure "
+        "(readmission_30d, complication, length_of_stay, cost_per_case) its cases, observed and "
+        "case-mix expected per case, observed/expected ratio, the ratio shrunk by an estimated "
+        "prior, and the rank within the specialty. Definitions and proof against planted truth: "
+        "docs/measures.md.",
+        outcomes.TABLE_COLUMNS,
     ),
     "provider_procedure_stats": (
         "Per provider and procedure code over the 365 days to as_of, ranked within the specialty.",

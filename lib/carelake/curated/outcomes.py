@@ -293,3 +293,42 @@ def measure(name: str, cases: DataFrame, attributes: DataFrame, as_of: date) -> 
         F.col("rank_in_specialty").cast("int").alias("rank_in_specialty"),
         F.col("providers_in_specialty").cast("int").alias("providers_in_specialty"),
     )
+
+
+# The curated table: one row per NPI and as_of, each measure's figures side by side, so it joins
+# provider_features by NPI and ranks on any measure without a pivot.
+PER_MEASURE: dict[str, str] = {
+    "cases": "Eligible cases attributed to the provider (the denominator)",
+    "observed_per_case": "Observed outcome per case: event rate, nights, or allowed dollars",
+    "expected_per_case": "Case-mix expected outcome per case (other providers' cases only)",
+    "oe_ratio": "Observed / expected: below 1 is better than the case mix predicts",
+    "oe_ratio_shrunk": "oe_ratio shrunk toward 1 by the estimated prior (rank on this)",
+    "shrinkage_weight": "Weight kept of the raw ratio, in 0..1 (few cases: near 0)",
+    "prior_variance": "Between-provider variance of the true ratio, estimated from all providers",
+    "rank_in_specialty": "1 = lowest oe_ratio_shrunk (best) among the specialty's providers with cases",
+    "providers_in_specialty": "Providers of the specialty ranked on this measure",
+}
+MEASURE_TITLES = {
+    "readmission_30d": "30-day unplanned readmission after an index stay",
+    "complication": "complication",
+    "length_of_stay": "length of stay of unplanned inpatient stays",
+    "cost_per_case": "allowed amount per case, attributed to the billing NPI",
+}
+TABLE_COLUMNS: dict[str, str] = {
+    "npi": COLUMNS["npi"],
+    "as_of": COLUMNS["as_of"],
+    "specialty": COLUMNS["specialty"],
+    **{f"{m}_{c}": f"{MEASURE_TITLES[m]}: {text}; null without cases"
+       for m in MEASURES for c, text in PER_MEASURE.items()},
+}
+
+
+def provider_outcomes_by_npi(outcomes: DataFrame) -> DataFrame:
+    """:func:`provider_outcomes` rows (one per NPI and measure) -> one row per NPI and ``as_of``
+    with the columns of :data:`TABLE_COLUMNS` (a measure without cases for the NPI: nulls).
+    Cases attributed to no NPI benchmark the others but get no row."""
+    picked = [F.max(F.when(F.col("measure") == m, F.col(c))).alias(f"{m}_{c}") for m in MEASURES for c in PER_MEASURE]
+    return (outcomes.where(F.col("npi").isNotNull())
+            .groupBy("npi", "as_of")
+            .agg(F.max("specialty").alias("specialty"), *picked)
+            .select(*TABLE_COLUMNS))

@@ -6,7 +6,8 @@ Incremental: ``curated/_aggregate_state`` records the version of every input con
 - nothing changed: nothing is written (status ``nothing-to-do``);
 - first run, a new ``as_of`` (the 90/365-day windows moved) or an input history no longer
   readable (vacuumed): every table is rebuilt in full;
-- else only what new facts touched is recomputed: the NPIs in changed fact, dim_provider or CRM
+- else only what new facts touched is recomputed (``provider_outcomes`` excepted: its
+  benchmarks span all providers, so it is recomputed whole and only differing rows written): the NPIs in changed fact, dim_provider or CRM
   rows (with their specialties' peers, whose benchmarks they move), the patients in changed
   rows, and the months of changed facts. Fresh rows are compared with the stored ones and only
   rows that differ are merged; rows that vanished from a recomputed scope are deleted.
@@ -35,6 +36,7 @@ from carelake.config import Config
 from carelake.curated import kpi
 from carelake.curated.demand import network_demand_by_zip
 from carelake.curated.features import provider_features
+from carelake.curated.outcomes import provider_outcomes, provider_outcomes_by_npi
 from carelake.curated.patients import patient_summary
 from carelake.curated.procedures import provider_procedure_stats
 from carelake.delta import MergeSpec, Rows
@@ -74,6 +76,7 @@ TOUCHES = {
 }
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "provider_features": ("npi",),
+    "provider_outcomes": ("npi", "as_of"),
     "provider_procedure_stats": ("npi", "procedure_code"),
     "patient_summary": ("patient_token",),
     "network_demand_by_zip": ("zip3", "specialty", "service_month"),
@@ -295,6 +298,10 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     recomputed = None if full else features.select("npi")
     sync("provider_features", features, recomputed)
     sync("provider_procedure_stats", provider_procedure_stats(proc, enc, providers, as_of, scope=npi_scope), recomputed)
+    # Recomputed for every NPI: each case's expected outcome comes from the other providers and
+    # the shrinkage prior from all of them, so one new case can move any provider's row; the
+    # sync still writes only the rows that differ.
+    sync("provider_outcomes", provider_outcomes_by_npi(provider_outcomes(enc, claims, patients, providers, as_of)), None)
 
     patient_scope = None
     if not full:
@@ -328,37 +335,44 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     return summary.finish()
 
 
-TOP_MIN_ENCOUNTERS = 10  # fewer encounters in the 365 days: too few to call a provider top
+TOP_MIN_CASES = 5  # fewer cases of the ranked measure: too few to call a provider top
+# (title, measure ranked, measure shown beside it)
+TOP_RANKINGS = (
+    ("most cost-effective: allowed amount per case against the case mix", "cost_per_case", "length_of_stay"),
+    ("best outcomes: 30-day unplanned readmissions against the case mix", "readmission_30d", "complication"),
+)
 
 
 def top_providers_report(spark: SparkSession, config: Config, tables: DeltaTables, n: int = 5) -> str:
-    """A short text of the top ``n`` providers by cost-effectiveness (``composite_score``) and by
-    outcome (lowest shrunk readmission, then complication rate), among providers with at least
-    :data:`TOP_MIN_ENCOUNTERS` encounters in the 365 days: NPI, specialty, volume, cost index,
-    readmission rate. Provider-level only: no patient data."""
-    uri = table_uri(config, "curated", "provider_features")
+    """A short text of the top ``n`` providers by cost-effectiveness and by outcome, from
+    ``curated.provider_outcomes``: per ranking, the providers ranked best *within their
+    specialty* on the risk-adjusted, shrunk observed/expected ratio (lower is better;
+    docs/measures.md), specialty leaders first, then by the ratio itself, among providers with
+    at least :data:`TOP_MIN_CASES` cases of that measure whose shrunk ratio is below 1. Provider-level only: no patient data."""
+    uri = table_uri(config, "curated", "provider_outcomes")
     if not tables.exists(uri):
-        return "table curated.provider_features not built yet — run make run"
-    eligible = tables.read(uri).where(F.col("encounters_365d") >= TOP_MIN_ENCOUNTERS).localCheckpoint(eager=True)
-    if eligible.isEmpty():
-        return f"no provider has {TOP_MIN_ENCOUNTERS} encounters in the 365 days yet: no top providers"
-    as_of = eligible.agg(F.max("as_of")).collect()[0][0]
-    rankings = (
-        ("cost-effectiveness (composite score, higher is better)",
-         [F.col("composite_score").desc_nulls_last(), "npi"], "composite_score"),
-        ("outcomes (readmission rate shrunk toward the specialty, lower is better)",
-         [F.col("readmission_rate_shrunk").asc_nulls_last(), F.col("complication_rate_shrunk").asc_nulls_last(), "npi"],
-         "readmission_rate_shrunk"),
-    )
-    lines = [f"Top {n} providers as of {as_of} (at least {TOP_MIN_ENCOUNTERS} encounters in 365 days)"]
-    for title, order, measure in rankings:
-        lines.append(f"  by {title}")
-        lines.append(f"    {'npi':<12}{'specialty':<26}{'encounters':>11}{'cost idx':>10}{'readmit':>9}{measure:>26}")
-        for r in eligible.orderBy(*order).limit(n).collect():
-            cost = "-" if r["cost_index"] is None else f"{r['cost_index']:.2f}"
-            readmit = "-" if r["readmission_rate"] is None else f"{r['readmission_rate']:.1%}"
-            value = "-" if r[measure] is None else f"{r[measure]:.4f}"
+        return "table curated.provider_outcomes not built yet — run make run"
+    outcomes = tables.read(uri).localCheckpoint(eager=True)
+    as_of = outcomes.agg(F.max("as_of")).collect()[0][0]
+    lines = [f"Top {n} providers as of {as_of}, ranked within specialty on risk-adjusted "
+             f"observed/expected (shrunk; 1.00 = as the case mix predicts, lower is better)"]
+    for title, ranked, beside in TOP_RANKINGS:
+        eligible = outcomes.where(F.col("as_of") == F.lit(as_of)).where(
+            (F.col(f"{ranked}_cases") >= TOP_MIN_CASES) & F.col(f"{ranked}_rank_in_specialty").isNotNull()
+            # Better than the case mix predicts: the only provider of a specialty is its rank 1
+            # whatever its ratio, and a ratio above 1 is no "top".
+            & (F.col(f"{ranked}_oe_ratio_shrunk") < 1))
+        lines.append(f"  {title}")
+        top = eligible.orderBy(F.col(f"{ranked}_rank_in_specialty"), F.col(f"{ranked}_oe_ratio_shrunk"), "npi").limit(n).collect()
+        if not top:
+            lines.append(f"    no provider with {TOP_MIN_CASES} cases of {ranked} does better than its case mix yet")
+            continue
+        lines.append(f"    {'npi':<12}{'specialty':<26}{'rank':>8}{'cases':>7}{'O/E':>7}{'shrunk':>8}{beside + ' shrunk':>22}")
+        for r in top:
+            rank = f"{r[f'{ranked}_rank_in_specialty']}/{r[f'{ranked}_providers_in_specialty']}"
+            other = r[f"{beside}_oe_ratio_shrunk"]
             lines.append(
-                f"    {r['npi']:<12}{(r['specialty'] or '?')[:25]:<26}{r['encounters_365d']:>11}{cost:>10}{readmit:>9}{value:>26}"
+                f"    {r['npi']:<12}{(r['specialty'] or '?')[:25]:<26}{rank:>8}{r[f'{ranked}_cases']:>7}"
+                f"{r[f'{ranked}_oe_ratio']:>7.2f}{r[f'{ranked}_oe_ratio_shrunk']:>8.2f}{'-' if other is None else f'{other:.2f}':>22}"
             )
     return "\n".join(lines)
