@@ -184,16 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from carelake.config import load_config
-    from carelake.generate import generate
+    from carelake.generate import generate, landing_files
 
     command = "python -m bench.stream " + " ".join(argv if argv is not None else sys.argv[1:])
     work = Path(tempfile.mkdtemp(prefix="carelake-stream-bench-"))
     try:
         source = work / "sample"
         generate(source, load_config(REPO / "conf" / "local.yaml", env={}), scale=args.scale, seed=42)
-        # Month order: files land as a day's feeds would, oldest data first.
-        files = sorted((p for p in source.rglob("*") if p.is_file() and p.name != "_manifest.json"),
-                       key=lambda p: (p.stem.rsplit("_", 1)[-1], str(p)))
+        # In the order sources send them: by month, reference data before the facts naming it.
+        files = landing_files(source)
         runs = []
         for i, rate in enumerate(float(r) for r in args.rates.split(",")):
             print(f"stream at {rate:g} files/min for {args.minutes:g} min ...", flush=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import shutil
 import signal
 import subprocess
@@ -25,7 +24,7 @@ import pytest
 
 from carelake.config import Config
 from carelake.delta import open_tables
-from carelake.generate import generate
+from carelake.generate import generate, landing_files
 from carelake.ingest import INGEST_LOG_TABLE
 from carelake.model.facts import FACTS
 from carelake.pipeline import run_pipeline
@@ -94,22 +93,11 @@ def land_atomically(files: list[Path], source: Path, landing: Path) -> None:
         os.replace(partial, target)
 
 
-def landing_order(path: Path) -> tuple[str, int, str]:
-    """(month, rank, path): reference data (rank 0) before encounters (1) before the rest (2)."""
-    month = re.search(r"\d{4}-\d{2}", path.name)
-    kind = f"{path.parent.name}/{path.name}".lower()
-    rank = 0 if any(k in kind for k in ("provider", "practitioner", "patient")) else 1 if "encounter" in kind or "bundle" in kind else 2
-    rank += "resend" in kind  # a corrected file comes after the one it corrects
-    return (month.group(0) if month else "", rank, str(path))
-
-
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory, base_config: Config) -> tuple[Path, list[Path]]:
     out = tmp_path_factory.mktemp("stream-sample")
     generate(out, base_config, scale=0.005, seed=23, defect_rate=0.03, months=2)
-    # Landing files only: not the manifest, nor the generator's planted truth beside it.
-    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "_manifest.json" and "_truth" not in p.parts)
-    return out, files
+    return out, landing_files(out)
 
 
 def test_settings_must_start_with_ingest(base_config: Config) -> None:
@@ -135,10 +123,10 @@ def test_killed_stream_restarted_ends_as_one_batch_run(
     landing = Path(streamed.landing)
     landing.mkdir(parents=True)
     log = tmp_path / "stream.log"
-    # Contiguous waves of files in the order sources send them: each month's providers and
-    # patients, then its encounters, then what refers to encounters. A fact landing before the
-    # record it refers to is quarantined as an orphan, by a stream or by separate batch runs alike.
-    files = sorted(files, key=landing_order)
+    # Contiguous waves of files in the order sources send them (landing_files' order): each
+    # month's providers and patients, then its encounters, then what refers to encounters. A fact
+    # landing before the record it refers to is quarantined as an orphan, by a stream or by
+    # separate batch runs alike.
     waves = [files[i * len(files) // 4:(i + 1) * len(files) // 4] for i in range(4)]
 
     job = start(root, log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,3 +95,28 @@ class Manifest:
             clean_rows=dict(data["clean_rows"]),
             defects=[Defect(**d) for d in data["defects"]],
         )
+
+
+_MONTH = re.compile(r"\d{4}-\d{2}")
+
+
+def send_order(path: Path) -> tuple[str, int, str]:
+    """Sort key of a generated landing file in the order its sources would send it: by month,
+    then reference data (providers, patients) before encounters (and FHIR Bundles, which carry
+    their own), before what refers to encounters; a re-sent file after the one it corrects."""
+    month = _MONTH.search(path.name)
+    kind = f"{path.parent.name}/{path.name}".lower()
+    if any(k in kind for k in ("provider", "practitioner", "patient")):
+        rank = 0
+    elif "encounter" in kind or "bundle" in kind:
+        rank = 1
+    else:
+        rank = 2
+    return (month.group(0) if month else "", rank + ("resend" in kind), str(path))
+
+
+def landing_files(out_dir: Path) -> list[Path]:
+    """The landing files ``generate`` wrote under ``out_dir`` (not its manifest nor the planted
+    truth), in :func:`send_order`."""
+    files = (p for p in Path(out_dir).rglob("*") if p.is_file() and p.name != MANIFEST_NAME and "_truth" not in p.relative_to(out_dir).parts)
+    return sorted(files, key=send_order)
