@@ -96,7 +96,8 @@ def file_count(path: Path) -> int:
 
 
 def run_stream(source: Path, files: list[Path], root: Path, per_minute: float, minutes: float,
-               interval: float, maintain_every: int, samples: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               interval: float, maintain_every: int, samples: list[dict[str, Any]] | None = None,
+               drain_minutes: float = 10.0) -> dict[str, Any]:
     """One stream on a fresh lakehouse at ``root`` while files land at ``per_minute``."""
     from carelake.config import load_config
     from carelake.stream import read_progress
@@ -106,6 +107,7 @@ def run_stream(source: Path, files: list[Path], root: Path, per_minute: float, m
         "CARELAKE_SPARK__CONF__spark.ui.enabled": "false",
         "CARELAKE_STREAM__INTERVAL_SECONDS": str(interval), "CARELAKE_STREAM__MAINTAIN_EVERY": str(maintain_every),
     }
+    config = load_config(REPO / "conf" / "local.yaml", env={}).with_overrides(**{"lakehouse.root": str(root)})
     landing = root / "landing"
     landing.mkdir(parents=True)
     log = root.parent / f"{root.name}-stream.log"
@@ -133,15 +135,20 @@ def run_stream(source: Path, files: list[Path], root: Path, per_minute: float, m
                 raise RuntimeError(f"carelake stream exited {job.returncode}:\n{log.read_text()[-3000:]}")
         stop.set()
         loader.join()
+        # Let the stream work off what landed (at most drain_minutes) before stopping it.
+        drain_end = time.monotonic() + drain_minutes * 60
+        while time.monotonic() < drain_end and job.poll() is None and sum(p["files"] for p in read_progress(config)) < landed[0]:
+            time.sleep(5)
     finally:
         if job.poll() is None:
-            os.killpg(job.pid, signal.SIGTERM)  # the running micro-batch finishes, then the query stops
+            # To the driver only (its JVM would exit at once): the running micro-batch finishes,
+            # then the query stops.
+            os.kill(job.pid, signal.SIGTERM)
             try:
                 job.wait(timeout=600)
             except subprocess.TimeoutExpired:
                 os.killpg(job.pid, signal.SIGKILL)
                 job.wait()
-    config = load_config(REPO / "conf" / "local.yaml", env={}).with_overrides(**{"lakehouse.root": str(root)})
     result = summarise(read_progress(config))
     result.update({"files_per_minute": per_minute, "minutes": minutes, "landed": landed[0] if landed else 0,
                    "load1_after": os.getloadavg()[0]})

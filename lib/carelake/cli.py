@@ -234,9 +234,13 @@ def _stream(args: argparse.Namespace) -> int:
                          report=lambda line: print(line, flush=True))
     how = "every file landed so far, then stop" if args.available_now else f"every {settings.interval_seconds:g} s until Ctrl-C"
     print(f"streaming {config.landing} -> {', '.join(settings.stages)} ({how}); checkpoint {checkpoint_location(config)}", flush=True)
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: query.stop())
+    stop_requested = []
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: stop_requested.append(signum))
     try:
-        query.awaitTermination()
+        # SIGTERM: stop between micro-batches, so the running one finishes and is committed.
+        while not query.awaitTermination(1):
+            if stop_requested and not query.status["isTriggerActive"]:
+                query.stop()
     except KeyboardInterrupt:
         query.stop()
     finally:
