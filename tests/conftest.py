@@ -51,6 +51,15 @@ def spark(base_config: Config, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture
+def cli_keeps_suite_conf(spark, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``carelake.cli.main`` in this process reuses the suite's session (getOrCreate), and
+    conf/local.yaml would reset its settings for every later test: keep the suite's."""
+    for key, value in TEST_SPARK_CONF.items():
+        if key.startswith("spark.sql."):
+            monkeypatch.setenv(f"CARELAKE_SPARK__CONF__{key}", value)
+
+
+@pytest.fixture
 def config(base_config: Config, tmp_path: Path) -> Config:
     """A config whose lakehouse root is a fresh temp folder for this test."""
     return base_config.with_overrides(**{"lakehouse.root": str(tmp_path / "lakehouse")})

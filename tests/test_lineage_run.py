@@ -114,7 +114,13 @@ def test_stage_events_carry_files_versions_counts_and_expectations(lineage_run) 
     assert set(finished) == {"carelake.pipeline", *(f"carelake.{s}" for s in STAGES.split(","))}
     ingest = finished["carelake.ingest"]
     listed = {f["uri"]: f["sha256"] for i in ingest["inputs"] for f in i["facets"].get("carelake_sourceFiles", {}).get("files", [])}
-    landed = {str(p): _sha256(p) for p in (root / "landing").rglob("*") if p.is_file() and p.name != "_manifest.json"}
+    # Every source file; the generator's own files (its manifest, the planted truth) are not sources.
+    landing = root / "landing"
+    landed = {
+        str(p): _sha256(p)
+        for p in landing.rglob("*")
+        if p.is_file() and not any(part.startswith("_") for part in p.relative_to(landing).parts)
+    }
     assert listed == landed
     batches = ingest["run"]["facets"]["carelake_batches"]
     assert (batches["batchIds"], batches["action"]) == ([summary["run_id"]], "written")
@@ -159,7 +165,7 @@ def _delta_version(table: Path) -> int:
     return max(int(p.stem) for p in (table / "_delta_log").glob("*.json"))
 
 
-def test_lineage_of_a_rolled_back_batch(lineage_run, on_run_root, spark, capsys) -> None:
+def test_lineage_of_a_rolled_back_batch(lineage_run, on_run_root, spark, cli_keeps_suite_conf, capsys) -> None:
     _, root, summary = lineage_run
     batch = summary["run_id"]
     before = _lineage(capsys, "--batch", batch)

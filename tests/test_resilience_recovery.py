@@ -129,12 +129,9 @@ def test_restore_table_brings_back_an_earlier_version(spark, quiet: Config) -> N
 
 
 @pytest.fixture
-def cli(spark, quiet: Config, monkeypatch: pytest.MonkeyPatch):
+def cli(spark, quiet: Config, cli_keeps_suite_conf, monkeypatch: pytest.MonkeyPatch):
     """``carelake <args>`` in this process, on the test's lakehouse root: (exit code, stdout, stderr)."""
     monkeypatch.setenv("CARELAKE_LAKEHOUSE__ROOT", quiet.root)
-    # The CLI's session is the suite's (getOrCreate): keep conf/local.yaml from resetting its settings.
-    shuffle = "spark.sql.shuffle.partitions"
-    monkeypatch.setenv(f"CARELAKE_SPARK__CONF__{shuffle}", spark.conf.get(shuffle))
 
     def run(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
         code = main([*args, "--conf", str(REPO / "conf" / "local.yaml")])

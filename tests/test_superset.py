@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from carelake.dashboards.browser import browser_context, missing_browser_reason
 from carelake.dashboards.superset import (
@@ -22,6 +23,7 @@ from carelake.dashboards.superset import (
     start_superset,
 )
 from carelake.delta import open_tables
+from tests.conftest import REPO
 from tests.dashboard_tables import ENCOUNTERS, write_dashboard_tables
 
 SUPERSET = missing_superset_reason()
@@ -37,7 +39,10 @@ def _free_port() -> int:
 def test_definition_gives_each_clinician_a_row_filter(base_config) -> None:
     spec = definition(base_config, "127.0.0.1", 10000)
     roles = {c["role"]: c for c in spec["clinicians"]}
-    assert set(roles) == {"clinician_hospital_a", "clinician_hospital_b", "clinician_hospital_c"}
+    # One role per hospital the config gives clinicians (read from the YAML, not from carelake).
+    hospitals = yaml.safe_load((REPO / "conf" / "local.yaml").read_text())["access"]["roles"]["clinician"]["hospital"]
+    assert len(hospitals) >= 3
+    assert set(roles) == {f"clinician_{h}" for h in hospitals}
     assert roles["clinician_hospital_a"]["clause"] == "hospital = 'hospital_a'"
     assert "kpi_patient" not in roles["clinician_hospital_a"]["visible"]  # all-hospital totals
     assert {c["dataset"] for d in spec["dashboards"] for c in d["charts"]} <= set(DATASETS)
