@@ -5,7 +5,7 @@
 A sample is generated once; for each rate (files landed per minute, in month order, each copied
 under a dot-name and renamed so it appears whole) a fresh lakehouse gets ``carelake stream``
 (processing-time trigger) in its own process while a loader lands files at that rate for the
-given minutes. From the stream's progress records (``<root>/_stream/progress.jsonl``) it reports,
+given minutes. From the stream's progress records (``<root>/_stream/progress/``, one object per micro-batch) it reports,
 per rate, the seconds from a file landing to the end of the micro-batch's ingest (queryable in
 raw), process (processed) and aggregates (curated) stages, p50 and p95, and whether latency
 grew over the run (the second half's p95 over the first half's: above 1.5 the stream is falling

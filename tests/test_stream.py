@@ -30,7 +30,7 @@ from carelake.ingest import INGEST_LOG_TABLE
 from carelake.model.facts import FACTS
 from carelake.pipeline import run_pipeline
 from carelake.storage import table_uri
-from carelake.stream import StreamSettings, read_progress
+from carelake.stream import MicroBatchProgress, StreamSettings, _write_progress, read_progress
 from tests.test_resilience_crash import RUN_COLUMNS, snapshot
 
 pytestmark = pytest.mark.slow
@@ -131,6 +131,13 @@ def assert_keys_resolve(spark, tables, config: Config) -> None:
 def test_settings_must_start_with_ingest(base_config: Config) -> None:
     with pytest.raises(ValueError, match="must start with ingest"):
         StreamSettings.from_config(base_config.with_overrides(**{"stream.stages": ["process"]}))
+
+
+def test_progress_keeps_one_record_per_micro_batch_attempt_in_order(config: Config) -> None:
+    assert read_progress(config) == []
+    for batch_id, files in ((0, 3), (1, 2), (1, 2), (2, 0)):  # batch 1 replayed after a crash
+        _write_progress(config, MicroBatchProgress(batch_id=batch_id, files=files))
+    assert [(p["batch_id"], p["files"]) for p in read_progress(config)] == [(0, 3), (1, 2), (1, 2), (2, 0)]
 
 
 def test_killed_stream_restarted_ends_as_one_batch_run(

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
@@ -35,7 +36,7 @@ from carelake.storage import filesystem_for, join_uri, spark_uri
 log = logging.getLogger(__name__)
 
 DEFAULT_STREAM_STAGES = ("ingest", "process", "model", "aggregates")
-PROGRESS_FILE = "progress.jsonl"
+PROGRESS_FOLDER = "progress"
 # The binaryFile source's fixed schema (a stream must be given it); only path, length and
 # modificationTime are selected, so contents are never read.
 BINARY_FILE_SCHEMA = "path STRING, modificationTime TIMESTAMP, length BIGINT, content BINARY"
@@ -73,8 +74,8 @@ def checkpoint_location(config: Config) -> str:
 
 
 def progress_location(config: Config) -> str:
-    """The JSON-lines file every micro-batch appends its progress record to."""
-    return join_uri(config.root, "_stream", PROGRESS_FILE)
+    """The folder holding one progress record (a JSON object) per finished micro-batch."""
+    return join_uri(config.root, "_stream", PROGRESS_FOLDER)
 
 
 def landing_files(spark: SparkSession, config: Config, settings: StreamSettings) -> DataFrame:
@@ -125,29 +126,27 @@ class MicroBatchProgress:
         return f"micro-batch {self.batch_id}: {self.files} file(s), {stages}{latency}{' (maintained)' if self.maintained else ''}"
 
 
-def _append_progress(config: Config, progress: MicroBatchProgress) -> None:
-    uri = progress_location(config)
-    filesystem, path = filesystem_for(uri, config)
-    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    # Append by rewrite: object stores have no append; the file is one short line per batch.
-    try:
-        with filesystem.open_input_stream(path) as old:
-            previous = old.read()
-    except FileNotFoundError:
-        previous = b""
-    with filesystem.open_output_stream(path) as out:
-        out.write(previous + (json.dumps(progress.to_dict()) + "\n").encode())
+def _write_progress(config: Config, progress: MicroBatchProgress) -> None:
+    # One object per micro-batch (object stores have no append, and rewriting one growing file
+    # costs more with every batch). Named by batch id then time: a batch replayed after a crash
+    # keeps both records, and names sort in the order they were written.
+    filesystem, folder = filesystem_for(progress_location(config), config)
+    filesystem.create_dir(folder, recursive=True)
+    name = f"{progress.batch_id:012d}-{time.time_ns()}.json"
+    with filesystem.open_output_stream(f"{folder}/{name}") as out:
+        out.write(json.dumps(progress.to_dict()).encode())
 
 
 def read_progress(config: Config) -> list[dict[str, Any]]:
     """Every micro-batch progress record written so far (oldest first)."""
-    filesystem, path = filesystem_for(progress_location(config), config)
-    try:
+    filesystem, folder = filesystem_for(progress_location(config), config)
+    selector = pafs.FileSelector(folder, allow_not_found=True)
+    paths = sorted(i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File and i.path.endswith(".json"))
+    records = []
+    for path in paths:
         with filesystem.open_input_stream(path) as stream:
-            text = stream.read().decode()
-    except FileNotFoundError:
-        return []
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+            records.append(json.loads(stream.read().decode()))
+    return records
 
 
 def micro_batch_runner(
@@ -177,7 +176,7 @@ def micro_batch_runner(
             if summary.status != "ok":
                 # The query stops with this error; its checkpoint replays the batch on restart.
                 raise RuntimeError(f"micro-batch {batch_id}: run {run_id} ended {summary.status}; see <root>/_runs/{run_id}.json")
-        _append_progress(config, progress)
+        _write_progress(config, progress)
         report(progress.line())
 
     return run

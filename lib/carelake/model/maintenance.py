@@ -45,6 +45,18 @@ def partitions_rows(partitions: list[dict[str, str | None]]) -> Rows | None:
     return Rows(tuple(tuple((column, (value,)) for column, value in p.items()) for p in partitions))
 
 
+def optimize_crowded(tables: DeltaTables, uri: str, zorder_by: list[str] | None = None) -> tuple[int, int, int]:
+    """Optimize only the partitions of ``uri`` holding several files (a partition of one file
+    is left as it is, so a rerun over a compacted table rewrites nothing): (files before,
+    files after, partitions optimized)."""
+    files = tables.files(uri)
+    crowded = crowded_partitions(files)
+    if not crowded:
+        return len(files), len(files), 0
+    tables.optimize(uri, zorder_by=zorder_by, where=partitions_rows(crowded))
+    return len(files), len(tables.files(uri)), len(crowded)
+
+
 def run_maintain(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str | None = None) -> StageSummary:
     """Optimize and vacuum every existing model table; returns the ``maintain`` stage summary
     with, per table, a note ``files before -> after optimize, N removed by vacuum`` and the
@@ -56,17 +68,13 @@ def run_maintain(spark: SparkSession, config: Config, tables: DeltaTables, run_i
         uri = table_uri(config, "curated", name)
         if not tables.exists(uri):
             continue
-        files = tables.files(uri)
-        crowded = crowded_partitions(files)
-        if crowded:
-            tables.optimize(uri, zorder_by=zorder_by, where=partitions_rows(crowded))
-        after = len(tables.files(uri)) if crowded else len(files)
+        before, after, crowded = optimize_crowded(tables, uri, zorder_by)
         removed = tables.vacuum(uri, config.vacuum_retention_hours)
         version = tables.version(uri)
         summary.tables[uri] = version
         summary.counts(name).delta_version = version
         summary.notes.append(
-            f"{name}: files {len(files)} -> {after} after optimize ({len(crowded)} partitions of several files), "
+            f"{name}: files {before} -> {after} after optimize ({crowded} partitions of several files), "
             f"{len(removed)} removed by vacuum"
         )
     if not summary.tables:
@@ -82,12 +90,9 @@ def compact_tables(tables: DeltaTables, uris: list[str]) -> list[str]:
     for uri in uris:
         if not tables.exists(uri):
             continue
-        files = tables.files(uri)
-        crowded = crowded_partitions(files)
-        if not crowded:
-            continue
-        tables.optimize(uri, where=partitions_rows(crowded))
-        notes.append(f"{uri.rsplit('/', 2)[-2]}/{uri.rsplit('/', 1)[-1]}: files {len(files)} -> {len(tables.files(uri))}")
+        before, after, crowded = optimize_crowded(tables, uri)
+        if crowded:
+            notes.append(f"{uri.rsplit('/', 2)[-2]}/{uri.rsplit('/', 1)[-1]}: files {before} -> {after}")
     return notes
 
 
