@@ -50,6 +50,14 @@ def spark(base_config: Config, tmp_path_factory: pytest.TempPathFactory):
     session.stop()
 
 
+@pytest.fixture(scope="session")
+def tiny_lake(spark, base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A tiny lakehouse after one full default pipeline run (tests/tiny_lake.py); read only."""
+    from tests.tiny_lake import build_tiny_lake
+
+    return build_tiny_lake(spark, base_config, tmp_path_factory.mktemp("tiny_lake"))
+
+
 @pytest.fixture
 def cli_keeps_suite_conf(spark, monkeypatch: pytest.MonkeyPatch) -> None:
     """``carelake.cli.main`` in this process reuses the suite's session (getOrCreate), and

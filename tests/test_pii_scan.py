@@ -7,10 +7,8 @@ import contextlib
 import csv
 import glob
 import json
-import logging
 import os
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -19,28 +17,14 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import StringType
 
 from carelake.config import Config
-from carelake.delta.audit import ACTOR_ENV, ACTOR_KEY
-from carelake.generate import generate
-from carelake.pipeline import run_pipeline
-from carelake.privacy.tokens import TOKEN_KEY_ENV
+from carelake.delta.audit import ACTOR_KEY
 from carelake.storage import table_uri
+from tests.tiny_lake import ACTOR, KEY_HEX
 
-SCALE, DEFECT_RATE, MONTHS = 0.01, 0.05, 3
-KEY_HEX = "5a" * 32
-ACTOR = "pii-scan-test"
 PII_FIELDS = ("first_name", "last_name", "ssn", "phone", "email", "street_address", "birth_date")
 # Provider names are not patient PII and dim_provider keeps them on purpose; the same name pool
 # feeds patients and providers, so those two columns are left out of the exact-name check.
 PROVIDER_NAME_COLUMNS = {("dim_provider", "first_name"), ("dim_provider", "last_name")}
-
-
-class _Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 def landing_patients(config: Config) -> list[dict[str, str]]:
@@ -94,34 +78,10 @@ def leak_pattern(values: set[str]) -> re.Pattern[str]:
 
 
 @pytest.fixture(scope="module")
-def pipeline(spark: SparkSession, base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Generate (with defects), then the whole default pipeline once, with INFO logs captured."""
-    root = tmp_path_factory.mktemp("pii_scan")
-    # Defect shares are noisy on tiny files; this test is about leaks, not thresholds.
-    config = base_config.with_overrides(
-        **{"lakehouse.root": str(root / "lakehouse"), "quality.max_quarantine_rate": 1.0}
-    )
-    generate(config.landing, config, scale=SCALE, seed=7, defect_rate=DEFECT_RATE, months=MONTHS)
-    saved = {name: os.environ.get(name) for name in (TOKEN_KEY_ENV, ACTOR_ENV)}
-    os.environ.update({TOKEN_KEY_ENV: KEY_HEX, ACTOR_ENV: ACTOR})
-    handler = _Lines()
-    handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    root_logger = logging.getLogger()
-    old_level = root_logger.level
-    root_logger.addHandler(handler)
-    root_logger.setLevel(logging.INFO)
-    try:
-        summary = run_pipeline(spark, config)
-    finally:
-        root_logger.removeHandler(handler)
-        root_logger.setLevel(old_level)
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    summary_path = Path(config.root) / "_runs" / f"{summary.run_id}.json"
-    yield {"config": config, "summary": summary, "summary_text": summary_path.read_text(), "logs": handler.lines}
+def pipeline(tiny_lake: dict) -> dict:
+    """The shared tiny lakehouse: generated with defects, every default stage run once with INFO
+    logs captured (tests/tiny_lake.py)."""
+    return tiny_lake
 
 
 def test_pipeline_ran_and_found_patients(pipeline: dict) -> None:

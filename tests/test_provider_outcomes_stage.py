@@ -4,32 +4,22 @@ writes nothing, and the top-providers text ranks from it."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from carelake.config import Config
 from carelake.curated import run_aggregates, top_providers_report
 from carelake.curated.outcomes import MEASURES, TABLE_COLUMNS
 from carelake.delta import open_tables
-from carelake.generate import generate
-from carelake.pipeline import run_pipeline
 from carelake.storage import table_uri
-
-STAGES = ("ingest", "process", "model", "aggregates")
-SCALE, SEED, MONTHS = 0.005, 5, 4  # 4 months: index stays with complete 30-day follow-up exist
-OVERRIDES = {"quality.great_expectations": False, "quality.max_quarantine_rate": 1.0}
 
 
 @pytest.fixture(scope="module")
-def lake(spark: SparkSession, base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root: Path = tmp_path_factory.mktemp("provider_outcomes")
-    config = base_config.with_overrides(**{"lakehouse.root": str(root / "lakehouse"), **OVERRIDES})
-    generate(config.landing, config, scale=SCALE, seed=SEED, months=MONTHS)
-    summary = run_pipeline(spark, config, STAGES, run_id="outcomes-1")
-    assert summary.status == "ok", summary
+def lake(spark: SparkSession, tiny_lake: dict) -> dict:
+    """The shared tiny lakehouse after a full run (tests/tiny_lake.py): four months, so index
+    stays with a complete 30-day follow-up exist."""
+    config = tiny_lake["config"]
+    assert tiny_lake["summary"].status == "ok", tiny_lake["summary_text"]
     tables = open_tables(spark, config)
     uri = table_uri(config, "curated", "provider_outcomes")
     return {"config": config, "tables": tables, "uri": uri,
