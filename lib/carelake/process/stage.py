@@ -141,11 +141,9 @@ def _process_entity(
     checked = _check(spark, config, tables, new.raw, entity, new.senders).persist(StorageLevel.MEMORY_AND_DISK)
     bad = failed_rows(checked)
     marked = mark_duplicates(valid_rows(checked), entity).persist(StorageLevel.MEMORY_AND_DISK)
-    kinds = Counter({r[DUPLICATE]: r["count"] for r in marked.groupBy(DUPLICATE).count().collect()})
-    reasons = Counter({r["reason"]: r["count"] for r in bad.select(F.explode(FAILED_RULES).alias("reason")).groupBy("reason").count().collect()})
+    kinds, reasons, counts.rows_quarantined = _tally(marked, bad)
     counts.rows_valid = kinds.get(None, 0)
     counts.duplicates_dropped = kinds["exact"] + kinds["conflict"]
-    counts.rows_quarantined = bad.count()
     failed = not counts.reconciles
     if failed:
         summary.notes.append(f"{entity}: counts do not reconcile: {counts}")
@@ -182,6 +180,26 @@ def _process_entity(
     marked.unpersist()
     checked.unpersist()
     return failed
+
+
+def _tally(marked: DataFrame, bad: DataFrame) -> tuple[Counter, Counter, int]:
+    """(rows per duplicate kind among ``marked``, rows per failed rule among ``bad``, rows in
+    ``bad``) in one query: a query each cost its own jobs, and both read the same checked rows."""
+    kind, rules = F.col(DUPLICATE).alias("kind"), F.col(FAILED_RULES).alias("rules")
+    groups = (
+        marked.select(F.lit(True).alias("valid"), kind, F.lit(None).cast(bad.schema[FAILED_RULES].dataType).alias("rules"))
+        .unionByName(bad.select(F.lit(False).alias("valid"), F.lit(None).cast("string").alias("kind"), rules))
+        .groupBy("valid", "kind", "rules").count().collect()
+    )
+    kinds, reasons, quarantined = Counter(), Counter(), 0
+    for group in groups:
+        if group["valid"]:
+            kinds[group["kind"]] += group["count"]
+        else:
+            quarantined += group["count"]
+            for reason in group["rules"]:
+                reasons[reason] += group["count"]
+    return kinds, reasons, quarantined
 
 
 def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFrame, entity: str, senders: set[str]) -> DataFrame:
