@@ -82,7 +82,11 @@ def run_process(spark: SparkSession, config: Config, tables: DeltaTables, run_id
     """
     summary = StageSummary("process")
     batches_uri = table_uri(config, "processed", BATCHES_TABLE)
-    done = tables.read(batches_uri).select("entity", "batch_id") if tables.exists(batches_uri) else None
+    done: dict[str, set[str]] = {}
+    if tables.exists(batches_uri):
+        # One row per processed batch: a short list, read once for every entity.
+        for row in tables.read(batches_uri).select("entity", "batch_id").collect():
+            done.setdefault(row["entity"], set()).add(row["batch_id"])
     validate = bool(config.section("quality").get("great_expectations", True))
     suites: SuiteRunner | None = None
     failed = False
@@ -106,15 +110,16 @@ class _NewRows:
     senders: set[str]  # source systems with rows in those batches
 
 
-def _new_raw_rows(tables: DeltaTables, config: Config, entity: str, done: DataFrame | None) -> _NewRows | None:
-    """The raw rows of ``entity`` in batches not processed yet, or None when there are none."""
+def _new_raw_rows(tables: DeltaTables, config: Config, entity: str, done: dict[str, set[str]]) -> _NewRows | None:
+    """The raw rows of ``entity`` in batches not processed yet (``done``: entity -> processed
+    batch ids), or None when there are none."""
     raw_uri = table_uri(config, "raw", entity)
     if not tables.exists(raw_uri):
         return None
     raw = tables.read(raw_uri)
-    if done is not None:
-        seen = done.where(F.col("entity") == entity).select(F.col("batch_id").alias("_batch_id"))
-        raw = raw.join(seen, "_batch_id", "left_anti")
+    if done.get(entity):
+        # A filter on the listed ids, not a join with the batches table: no shuffle or broadcast.
+        raw = raw.where(F.col("_batch_id").isNull() | ~F.col("_batch_id").isin(sorted(done[entity])))
     per_batch = raw.groupBy("_batch_id", "_source_system").count().collect()
     if not per_batch:
         return None
