@@ -261,3 +261,31 @@ def test_stream_summary_measures_latency_from_landing_and_its_growth():
     assert summary["curated"]["p50_s"] == 30.0 and summary["curated"]["max_s"] == 60.0
     # by landing time: first half [30], second half [20, 60], whose p95 is 20 + 0.95 * 40 = 58
     assert summary["curated"]["p95_growth"] == pytest.approx(58.0 / 30.0)
+
+
+def test_jobs_of_group_counts_only_that_group_by_python_line(spark):
+    from bench.jobs import jobs_of_group
+
+    context = spark.sparkContext
+    context.setJobGroup("bench-jobs-test", "counted")
+    try:
+        context.parallelize(range(4), 2).count()
+        context.parallelize(range(4), 2).sum()
+    finally:
+        context.setLocalProperty("spark.jobGroup.id", None)
+    context.parallelize(range(4), 2).count()  # outside the group: not counted
+    sites = jobs_of_group(spark, "bench-jobs-test")
+    assert sum(sites.values()) == 2
+    assert all(site.startswith("tests/test_bench.py:") for site in sites), sites
+
+
+def test_jobs_table_puts_before_beside_after_with_totals():
+    from bench.jobs import jobs_table
+
+    before = {"full": [{"stage": "process", "spark_jobs": 316, "wall_s": 150.0}]}
+    after = {"full": [{"stage": "process", "spark_jobs": 201, "wall_s": 120.5},
+                      {"stage": "score", "spark_jobs": 12, "wall_s": 8.0}]}
+    lines = jobs_table(before, after).splitlines()
+    assert lines[2] == "| process | 316 | 201 | -115 | 150.0 | 120.5 |"
+    assert lines[3] == "| score | - | 12 | - | - | 8.0 |"
+    assert lines[4] == "| all | 316 | 213 | -103 | | |"

@@ -116,7 +116,7 @@ def _latest_event_date(tables: DeltaTables, uris: dict[str, str], versions: dict
     """The latest event date on/before ``today`` in the facts, reading only each fact's latest
     month partition that is not in the future."""
     this_month = today.strftime("%Y-%m")
-    latest: list[date] = []
+    latest: list[DataFrame] = []
     for fact, column in FACT_EVENT_DATES.items():
         if fact not in versions:
             continue
@@ -126,15 +126,15 @@ def _latest_event_date(tables: DeltaTables, uris: dict[str, str], versions: dict
         past = sorted(m for m in months if m and m != "unknown" and m <= this_month)
         if not past:
             continue
-        value = (
+        latest.append(
             tables.read(uris[fact], version=versions[fact])
             .where((F.col("service_month") == past[-1]) & (F.col(column) <= F.lit(today)))
-            .agg(F.max(column))
-            .collect()[0][0]
+            .agg(F.max(column).alias("latest"))
         )
-        if value is not None:
-            latest.append(value)
-    return max(latest) if latest else None
+    if not latest:
+        return None
+    # One query for all facts: a query each cost its own jobs.
+    return reduce(DataFrame.unionByName, latest).agg(F.max("latest")).collect()[0][0]
 
 
 def _changed_rows(tables: DeltaTables, uri: str, before: int, after: int) -> DataFrame:
@@ -226,12 +226,14 @@ def sync_table(
     ``scope``; None = the whole table) that ``fresh`` no longer has. Records the counts."""
     fresh = _with_full_keys(fresh, keys).localCheckpoint(eager=True)
     counts = summary.counts(name)
-    counts.rows_in = counts.rows_valid = fresh.count()
     if full or not tables.exists(uri):
         result = tables.write(fresh, uri, mode="overwrite", commit_metadata=meta)
-        counts.rows_written, counts.delta_version = counts.rows_in, result.version
-        summary.tables[uri] = result.version
+        # The commit's own row count, when the engine reports it, saves a count of the rows.
+        rows = result.rows_inserted if result.rows_inserted is not None else fresh.count()
+        counts.rows_in = counts.rows_valid = counts.rows_written = rows
+        counts.delta_version = summary.tables[uri] = result.version
         return
+    counts.rows_in = counts.rows_valid = fresh.count()
     stored = tables.read(uri)
     if scope is not None:
         stored = stored.join(scope, scope.columns, "left_semi")

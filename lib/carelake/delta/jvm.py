@@ -72,9 +72,16 @@ class JvmTables(DeltaTables):
             else:
                 self.spark.conf.set(USER_METADATA_CONF, previous)
 
+    def _log(self, uri: str) -> Any:
+        """The table's Delta log read with delta-rs on the driver: Delta's own history runs a
+        Spark job per call, and every write asks for its commit's metrics."""
+        if not self.exists(uri):
+            raise TableNotFoundError(uri)
+        return open_table(rs_uri(uri), storage_options(self.config), without_files=True)
+
     def _last_commit(self, uri: str) -> CommitResult:
-        row = self._delta(uri).history(1).collect()[0]
-        metrics = row["operationMetrics"] or {}
+        row = self._log(uri).history(1)[0]
+        metrics = row.get("operationMetrics") or {}
 
         def metric(*names: str) -> int | None:
             for name in names:
@@ -175,7 +182,7 @@ class JvmTables(DeltaTables):
 
     def version(self, uri: str) -> int:
         """The latest version."""
-        return int(self._delta(uri).history(1).collect()[0]["version"])
+        return int(self._log(uri).version())
 
     def files(self, uri: str, version: int | None = None) -> list[dict]:
         """Live files at ``version``, read from the Delta log with delta-rs (the log is the

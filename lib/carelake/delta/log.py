@@ -42,10 +42,12 @@ def table_exists(uri: str, options: dict[str, str]) -> bool:
     return DeltaTable.is_deltatable(uri, storage_options=options or None)
 
 
-def open_table(uri: str, options: dict[str, str], version: int | None = None) -> DeltaTable:
-    """The delta-rs table at ``uri`` (at ``version``), or :class:`TableNotFoundError`."""
+def open_table(uri: str, options: dict[str, str], version: int | None = None, without_files: bool = False) -> DeltaTable:
+    """The delta-rs table at ``uri`` (at ``version``), or :class:`TableNotFoundError`.
+
+    ``without_files``: skip loading the list of live files (enough for versions and history)."""
     try:
-        return DeltaTable(uri, version=version, storage_options=options or None)
+        return DeltaTable(uri, version=version, storage_options=options or None, without_files=without_files)
     except RsTableNotFoundError as exc:
         raise TableNotFoundError(uri, str(exc).splitlines()[0]) from exc
 

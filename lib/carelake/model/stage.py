@@ -66,7 +66,7 @@ EVENT_DATES = {
 
 def upsert_fact(
     tables: DeltaTables, uri: str, batch: DataFrame, business_key: list[str],
-    commit_metadata: dict[str, str] | None = None,
+    commit_metadata: dict[str, str] | None = None, rows: int | None = None,
 ) -> CommitResult | None:
     """Merge-upsert fact rows by business key, rewriting only the partitions the batch touches.
 
@@ -74,10 +74,15 @@ def upsert_fact(
     partitions of the table are read, combined with the batch (batch rows win) and written back
     with ``replace_where`` on exactly the months and buckets read. ``replace_where`` takes the
     product of the listed months and buckets, so that product is what is read and rewritten.
-    Returns ``None`` for an empty batch (nothing committed).
+    Returns ``None`` for an empty batch (nothing committed). ``rows``: the batch's row count
+    when the caller has counted a local checkpoint of it, which is then used as it is.
     """
-    batch = batch.localCheckpoint(eager=True)  # read three times below; compute it once
-    if batch.isEmpty():
+    if rows is None:
+        batch = batch.localCheckpoint(eager=True)  # read three times below; compute it once
+        empty = batch.isEmpty()
+    else:
+        empty = rows == 0
+    if empty:
         return None
     partition_by = list(PARTITION_COLUMNS)
     if not tables.exists(uri):
@@ -101,6 +106,19 @@ def _consumed(spark: SparkSession, tables: DeltaTables, log_uri: str) -> DataFra
     if tables.exists(log_uri):
         return tables.read(log_uri).select("entity", "batch_id")
     return spark.createDataFrame([], BATCH_LOG_SCHEMA).select("entity", "batch_id")
+
+
+def _new_batches(full: dict[str, DataFrame], consumed: DataFrame) -> list[tuple[str, str]]:
+    """(entity, batch id) of the processed batches not consumed yet, in one query over every
+    input (a query per input cost its own scans, shuffles and broadcasts)."""
+    batch_ids = reduce(DataFrame.unionByName, (
+        frame.select(F.lit(entity).alias("entity"), F.col("_batch_id").alias("batch_id")) for entity, frame in full.items()
+    )).distinct()
+    fresh = batch_ids.join(
+        consumed, (batch_ids["entity"] == consumed["entity"]) & batch_ids["batch_id"].eqNullSafe(consumed["batch_id"]), "left_anti"
+    )
+    order = list(full)
+    return sorted(((r["entity"], r["batch_id"]) for r in fresh.collect()), key=lambda eb: (order.index(eb[0]), eb[1] or ""))
 
 
 def _record(summary: StageSummary, table: str, uri: str, rows_in: int, rows_written: int,
@@ -129,24 +147,19 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     consumed = _consumed(spark, tables, log_uri)
 
     full: dict[str, DataFrame] = {}
-    new: dict[str, DataFrame] = {}
-    new_batches: list[tuple[str, str]] = []
     for entity in MODEL_INPUTS:
         uri = table_uri(config, "processed", entity)
         if not tables.exists(uri):
-            full[entity] = new[entity] = tokenise_patient_key(spark.createDataFrame([], canonical_schema(entity)), token_key)
+            full[entity] = tokenise_patient_key(spark.createDataFrame([], canonical_schema(entity)), token_key)
             summary.notes.append(f"{entity}: no processed table at {uri} yet")
             continue
         # Pin one version so the batches listed and the rows read agree.
         full[entity] = tokenise_patient_key(tables.read(uri, version=tables.version(uri)), token_key)
-        batches = [
-            r["_batch_id"]
-            for r in full[entity].select("_batch_id").distinct()
-            .join(consumed.where(F.col("entity") == entity), on=F.col("_batch_id").eqNullSafe(F.col("batch_id")), how="left_anti")
-            .collect()
-        ]
-        new_batches.extend((entity, b) for b in batches)
-        new[entity] = full[entity].where(F.col("_batch_id").isin(batches) if batches else F.lit(False))
+    new_batches = _new_batches(full, consumed)
+    new: dict[str, DataFrame] = {}
+    for entity, frame in full.items():
+        batches = [b for e, b in new_batches if e == entity]
+        new[entity] = frame.where(F.col("_batch_id").isin(batches) if batches else F.lit(False))
     if not new_batches:
         summary.notes.append("no new processed batches")
         return summary.finish("nothing-to-do")
@@ -189,8 +202,8 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     event_dates = []
     for name, batch in batches.items():
         batch = coarsen_dates(batch, grain).localCheckpoint(eager=True)
-        result = upsert_fact(tables, curated[name], batch, list(FACTS[name].business_key), commit_metadata=meta)
         rows = batch.count()
+        result = upsert_fact(tables, curated[name], batch, list(FACTS[name].business_key), commit_metadata=meta, rows=rows)
         _record(summary, name, curated[name], rows, rows, result, tables)
         event_dates.append(batch.select(F.col(EVENT_DATES[name]).alias("date")))
 

@@ -82,7 +82,11 @@ def run_process(spark: SparkSession, config: Config, tables: DeltaTables, run_id
     """
     summary = StageSummary("process")
     batches_uri = table_uri(config, "processed", BATCHES_TABLE)
-    done = tables.read(batches_uri).select("entity", "batch_id") if tables.exists(batches_uri) else None
+    done: dict[str, set[str]] = {}
+    if tables.exists(batches_uri):
+        # One row per processed batch: a short list, read once for every entity.
+        for row in tables.read(batches_uri).select("entity", "batch_id").collect():
+            done.setdefault(row["entity"], set()).add(row["batch_id"])
     validate = bool(config.section("quality").get("great_expectations", True))
     suites: SuiteRunner | None = None
     failed = False
@@ -106,15 +110,16 @@ class _NewRows:
     senders: set[str]  # source systems with rows in those batches
 
 
-def _new_raw_rows(tables: DeltaTables, config: Config, entity: str, done: DataFrame | None) -> _NewRows | None:
-    """The raw rows of ``entity`` in batches not processed yet, or None when there are none."""
+def _new_raw_rows(tables: DeltaTables, config: Config, entity: str, done: dict[str, set[str]]) -> _NewRows | None:
+    """The raw rows of ``entity`` in batches not processed yet (``done``: entity -> processed
+    batch ids), or None when there are none."""
     raw_uri = table_uri(config, "raw", entity)
     if not tables.exists(raw_uri):
         return None
     raw = tables.read(raw_uri)
-    if done is not None:
-        seen = done.where(F.col("entity") == entity).select(F.col("batch_id").alias("_batch_id"))
-        raw = raw.join(seen, "_batch_id", "left_anti")
+    if done.get(entity):
+        # A filter on the listed ids, not a join with the batches table: no shuffle or broadcast.
+        raw = raw.where(F.col("_batch_id").isNull() | ~F.col("_batch_id").isin(sorted(done[entity])))
     per_batch = raw.groupBy("_batch_id", "_source_system").count().collect()
     if not per_batch:
         return None
@@ -141,11 +146,9 @@ def _process_entity(
     checked = _check(spark, config, tables, new.raw, entity, new.senders).persist(StorageLevel.MEMORY_AND_DISK)
     bad = failed_rows(checked)
     marked = mark_duplicates(valid_rows(checked), entity).persist(StorageLevel.MEMORY_AND_DISK)
-    kinds = Counter({r[DUPLICATE]: r["count"] for r in marked.groupBy(DUPLICATE).count().collect()})
-    reasons = Counter({r["reason"]: r["count"] for r in bad.select(F.explode(FAILED_RULES).alias("reason")).groupBy("reason").count().collect()})
+    kinds, reasons, counts.rows_quarantined = _tally(marked, bad)
     counts.rows_valid = kinds.get(None, 0)
     counts.duplicates_dropped = kinds["exact"] + kinds["conflict"]
-    counts.rows_quarantined = bad.count()
     failed = not counts.reconciles
     if failed:
         summary.notes.append(f"{entity}: counts do not reconcile: {counts}")
@@ -182,6 +185,26 @@ def _process_entity(
     marked.unpersist()
     checked.unpersist()
     return failed
+
+
+def _tally(marked: DataFrame, bad: DataFrame) -> tuple[Counter, Counter, int]:
+    """(rows per duplicate kind among ``marked``, rows per failed rule among ``bad``, rows in
+    ``bad``) in one query: a query each cost its own jobs, and both read the same checked rows."""
+    kind, rules = F.col(DUPLICATE).alias("kind"), F.col(FAILED_RULES).alias("rules")
+    groups = (
+        marked.select(F.lit(True).alias("valid"), kind, F.lit(None).cast(bad.schema[FAILED_RULES].dataType).alias("rules"))
+        .unionByName(bad.select(F.lit(False).alias("valid"), F.lit(None).cast("string").alias("kind"), rules))
+        .groupBy("valid", "kind", "rules").count().collect()
+    )
+    kinds, reasons, quarantined = Counter(), Counter(), 0
+    for group in groups:
+        if group["valid"]:
+            kinds[group["kind"]] += group["count"]
+        else:
+            quarantined += group["count"]
+            for reason in group["rules"]:
+                reasons[reason] += group["count"]
+    return kinds, reasons, quarantined
 
 
 def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFrame, entity: str, senders: set[str]) -> DataFrame:
