@@ -16,6 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 TEST_SPARK_CONF = {
     "spark.sql.shuffle.partitions": "2",
+    # Adaptive execution runs each shuffle stage as a job of its own: on the suite's tiny tables
+    # that is 40% more jobs for no better plan (bench/results/2026-12-01-jobs.md, AQE on vs off).
+    "spark.sql.adaptive.enabled": "false",
     "spark.default.parallelism": "2",
     "spark.ui.enabled": "false",
     "spark.driver.memory": "2g",

@@ -36,6 +36,7 @@ def _env(root: Path) -> dict[str, str]:
         "CARELAKE_LAKEHOUSE__ROOT": str(root),
         "CARELAKE_SPARK__MASTER": "local[2]",
         "CARELAKE_SPARK__CONF__spark.sql.shuffle.partitions": "2",
+        "CARELAKE_SPARK__CONF__spark.sql.adaptive.enabled": "false",
         "CARELAKE_SPARK__CONF__spark.ui.enabled": "false",
         "CARELAKE_SPARK__CONF__spark.databricks.delta.snapshotPartitions": "1",
         # At this tiny scale one orphaned referral is several percent: the run must not stop on

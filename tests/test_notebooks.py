@@ -67,6 +67,7 @@ def _run_notebook(name: str, root: Path, tmp_path: Path) -> subprocess.Completed
         "CARELAKE_SPARK__CONF__spark.driver.memory": "1g",
         "CARELAKE_SPARK__CONF__spark.ui.enabled": "false",
         "CARELAKE_SPARK__CONF__spark.sql.shuffle.partitions": "1",
+        "CARELAKE_SPARK__CONF__spark.sql.adaptive.enabled": "false",
         "PYSPARK_PYTHON": sys.executable,
     }
     return subprocess.run(

@@ -88,6 +88,7 @@ def run_until_killed(config: Config, hold_at: str, workdir: Path) -> None:
         "CARELAKE_LAKEHOUSE__ROOT": config.root,
         "CARELAKE_SPARK__MASTER": "local[2]",
         "CARELAKE_SPARK__CONF__spark.sql.shuffle.partitions": "2",
+        "CARELAKE_SPARK__CONF__spark.sql.adaptive.enabled": "false",
         "CARELAKE_SPARK__CONF__spark.ui.enabled": "false",
         **{"CARELAKE_" + k.upper().replace(".", "__"): str(v).lower() if isinstance(v, bool) else str(v) for k, v in OVERRIDES.items()},
         HOLD_AT_ENV: hold_at,

@@ -59,6 +59,7 @@ def _server_env(root: Path, extra: Mapping[str, str]) -> dict[str, str]:
         "CARELAKE_SPARK__CONF__spark.driver.memory": "1g",
         "CARELAKE_SPARK__CONF__spark.ui.enabled": "false",
         "CARELAKE_SPARK__CONF__spark.sql.shuffle.partitions": "1",
+        "CARELAKE_SPARK__CONF__spark.sql.adaptive.enabled": "false",
         # Delta rebuilds a snapshot in 50 tasks by default: far too many for one-file tables.
         "CARELAKE_SPARK__CONF__spark.databricks.delta.snapshotPartitions": "1",
         # No timer: a test sees a change without a refresh, or sends SIGHUP for one.
