@@ -25,13 +25,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-import pyarrow.fs as pafs
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery
 
 from carelake.config import Config
 from carelake.run import RunSummary
-from carelake.storage import filesystem_for, join_uri, spark_uri
+from carelake.storage import filesystem_for, join_uri, list_files, spark_uri
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +138,9 @@ def _write_progress(config: Config, progress: MicroBatchProgress) -> None:
 
 def read_progress(config: Config) -> list[dict[str, Any]]:
     """Every micro-batch progress record written so far (oldest first)."""
-    filesystem, folder = filesystem_for(progress_location(config), config)
-    selector = pafs.FileSelector(folder, allow_not_found=True)
-    paths = sorted(i.path for i in filesystem.get_file_info(selector) if i.type == pafs.FileType.File and i.path.endswith(".json"))
     records = []
-    for path in paths:
+    for info in list_files(progress_location(config), "*.json", config):  # sorted by name
+        filesystem, path = filesystem_for(info.uri, config)
         with filesystem.open_input_stream(path) as stream:
             records.append(json.loads(stream.read().decode()))
     return records

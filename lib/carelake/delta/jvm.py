@@ -74,9 +74,8 @@ class JvmTables(DeltaTables):
 
     def _log(self, uri: str) -> Any:
         """The table's Delta log read with delta-rs on the driver: Delta's own history runs a
-        Spark job per call, and every write asks for its commit's metrics."""
-        if not self.exists(uri):
-            raise TableNotFoundError(uri)
+        Spark job per call, and every write asks for its commit's metrics. A missing table is
+        :class:`TableNotFoundError` from :func:`open_table` (no separate existence check)."""
         return open_table(rs_uri(uri), storage_options(self.config), without_files=True)
 
     def _last_commit(self, uri: str) -> CommitResult:
