@@ -27,6 +27,9 @@ TEST_SPARK_CONF = {
     "spark.python.worker.reuse": "true",
     # Delta rebuilds a snapshot in 50 tasks by default; the suite's tables are tiny.
     "spark.databricks.delta.snapshotPartitions": "1",
+    # VACUUM lists a table in this many tasks: Spark's default 10000 made each vacuum of a
+    # two-file table a minute of empty tasks.
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "2",
 }
 
 
