@@ -24,6 +24,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import reduce
+from typing import TYPE_CHECKING
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
@@ -33,7 +34,6 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 from carelake.config import Config, SourceSystem
 from carelake.delta import DeltaTables, MergeSpec, Rows
 from carelake.privacy.restricted import restricted_table, split_identifiers
-from carelake.quality.gx import SuiteOutcome, SuiteRunner
 from carelake.quality.quarantine import (
     DUPLICATE,
     failed_rows,
@@ -55,6 +55,9 @@ from carelake.sources import fhir
 from carelake.sources.canonical import BUSINESS_KEYS, canonical_schema
 from carelake.sources.conform import CORRUPT_RECORD, RAW_PAYLOAD, canonical_columns, conform
 from carelake.storage import filesystem_for, is_remote, join_uri, table_uri
+
+if TYPE_CHECKING:
+    from carelake.quality.gx import SuiteOutcome, SuiteRunner
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,10 @@ def run_process(spark: SparkSession, config: Config, tables: DeltaTables, run_id
         if new is None:
             continue
         if validate and suites is None:
+            # Imported only here: Great Expectations takes seconds to import, and a run with
+            # the suites off (or with nothing to process) does not need it.
+            from carelake.quality.gx import SuiteRunner
+
             suites = SuiteRunner(_docs_dir(config, summary))
         failed |= _process_entity(spark, config, tables, run_id, entity, new, suites, summary)
     if not summary.entities:
