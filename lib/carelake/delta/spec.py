@@ -12,7 +12,6 @@ import datetime as dt
 import decimal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
 from pyspark.sql import Column
@@ -31,8 +30,8 @@ def _identifier(name: str, dialect: str, alias: str | None = None) -> str:
     return f"{alias}.{quoted}" if alias else quoted
 
 
-def sql_literal(value: Any) -> str:
-    """``value`` as a SQL literal both dialects read (strings quoted, dates and timestamps typed)."""
+def sql_literal(value: Any, dialect: str = "spark") -> str:
+    """``value`` as a SQL literal of ``dialect`` (strings quoted, dates and timestamps typed)."""
     if value is None:
         return "NULL"
     if isinstance(value, bool):
@@ -45,7 +44,10 @@ def sql_literal(value: Any) -> str:
         return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
     if isinstance(value, dt.date):
         return f"DATE '{value.isoformat()}'"
-    return "'" + str(value).replace("'", "''") + "'"
+    text = str(value)
+    if dialect == "spark":
+        text = text.replace("\\", "\\\\")  # Spark SQL reads a backslash as an escape; DataFusion does not
+    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -102,18 +104,11 @@ class Rows:
         )
 
     def column(self, alias: str | None = None) -> Column:
-        """The predicate as a Spark Column (``alias.column`` when ``alias`` is given)."""
+        """The predicate as a Spark Column (``alias.column`` when ``alias`` is given).
 
-        def one(column: str, values: tuple[Any, ...]) -> Column:
-            ref = F.col(f"{alias}.`{column}`" if alias else f"`{column}`")
-            present = [v for v in values if v is not None]
-            parts = [ref.isin(present)] if present else []
-            if len(present) < len(values):
-                parts.append(ref.isNull())
-            return reduce(lambda a, b: a | b, parts)
-
-        terms = [reduce(lambda a, b: a & b, (one(c, v) for c, v in term)) for term in self.terms]
-        return reduce(lambda a, b: a | b, terms)
+        Built from its SQL text: one call into the JVM whatever the number of values, where
+        ``Column.isin`` makes one per value (80,000 batch ids: 25 s against 2 s)."""
+        return F.expr(self.sql("spark", alias))
 
     def sql(self, dialect: str = "spark", alias: str | None = None) -> str:
         """The predicate as SQL text of ``dialect`` (``spark`` or ``datafusion``)."""
@@ -123,7 +118,7 @@ class Rows:
         def one(column: str, values: tuple[Any, ...]) -> str:
             ref = _identifier(column, dialect, alias)
             present = [v for v in values if v is not None]
-            parts = [f"{ref} IN ({', '.join(sql_literal(v) for v in present)})"] if present else []
+            parts = [f"{ref} IN ({', '.join(sql_literal(v, dialect) for v in present)})"] if present else []
             if len(present) < len(values):
                 parts.append(f"{ref} IS NULL")
             return "(" + " OR ".join(parts) + ")"

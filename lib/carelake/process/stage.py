@@ -126,7 +126,9 @@ def _new_raw_rows(tables: DeltaTables, config: Config, entity: str, done: dict[s
     raw = tables.read(raw_uri)
     if done.get(entity):
         # A filter on the listed ids, not a join with the batches table: no shuffle or broadcast.
-        raw = raw.where(F.col("_batch_id").isNull() | ~F.col("_batch_id").isin(sorted(done[entity])))
+        # Rows.column() is one call into the JVM however long the list grows (a stream adds a
+        # batch every trigger); Column.isin would be one call per id.
+        raw = raw.where(F.col("_batch_id").isNull() | ~Rows.where(_batch_id=sorted(done[entity])).column())
     per_batch = raw.groupBy("_batch_id", "_source_system").count().collect()
     if not per_batch:
         return None
