@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -20,6 +20,14 @@ from carelake.generate.defects import HEADER_ONLY, SPECS, TRUNCATED_LINE, Inject
 from carelake.generate.fhir import FhirRenderer
 from carelake.generate.formats import Renderer, file_name
 from carelake.generate.manifest import Defect, FileEntry, Manifest
+from carelake.generate.persons import (
+    LINKED_CLAIM_OFFSET,
+    LINKED_ENCOUNTER_OFFSET,
+    LINKED_PROCEDURE_OFFSET,
+    LINKED_TAG,
+    linked_rng,
+    plant_persons,
+)
 from carelake.generate.truth import TruthWriter
 from carelake.generate.world import Batch, Patients, Providers
 
@@ -203,6 +211,15 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     due: list[list[activity.Readmission]] = [[] for _ in hospitals]
     truth = TruthWriter(out)
     claim_seq = referral_seq = activity_seq = 0
+    # People registered at several hospitals, and twins: drawn from a stream of their own and
+    # written to files of their own (tag suffix LINKED_TAG), so the records above do not move.
+    link_rng = linked_rng(seed)
+    base = datetime(start.year, start.month, start.day) - timedelta(days=1)
+    linked, persons = plant_persons(link_rng, patients, [h.name for h in hospitals], base)
+    link_writer = _Writer(out, config, defect_rate, np.random.default_rng(link_rng.integers(0, 2**63)), manifest)
+    link_counters = [activity.Counters(LINKED_ENCOUNTER_OFFSET, LINKED_PROCEDURE_OFFSET) for _ in hospitals]
+    link_due: list[list[activity.Readmission]] = [[] for _ in hospitals]
+    link_claim_seq = LINKED_CLAIM_OFFSET
 
     for m in range(months):
         month_start, days = _month(start, m)
@@ -213,6 +230,8 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
                 writer.write(s, "providers", tag, providers.batch(members[s.name]))
             for h in hospitals:
                 writer.write(h, "patients", tag, patients[index[h.name]].batch())
+                if len(linked[index[h.name]]):
+                    link_writer.write(h, "patients", f"{tag}-{LINKED_TAG}", linked[index[h.name]].batch())
         elif m % CHANGE_EVERY_MONTHS == 0:
             changed = set(providers.change(rng, month_start, days))
             # a system none of whose records changed gets no change file that month
@@ -242,6 +261,27 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             claim_seq += len(claims["claim_id"])
             for s in with_entity["claims"]:
                 writer.write(s, "claims", tag, {c: list(v) for c, v in claims.items()})
+        link_writer.month = m
+        link_claims = []
+        for h, w in zip(hospitals, weights.tolist(), strict=True):
+            i = index[h.name]
+            # the extra records get encounters in proportion to their share of the hospital's patients
+            n = round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season * len(linked[i]) / len(patients[i]))
+            if not len(linked[i]) or (n == 0 and not link_due[i]):
+                continue
+            produced = activity.hospital_month(
+                link_rng, i, h.name, n, providers, linked[i], month_start, days, link_counters[i], link_due[i], m / 12)
+            link_due[i] = produced.scheduled
+            link_writer.write(h, "encounters", f"{tag}-{LINKED_TAG}", produced.encounters)
+            if "procedures" in h.entities:
+                link_writer.write(h, "procedures", f"{tag}-{LINKED_TAG}", produced.procedures)
+            link_claims.append(produced.claim_input)
+            truth.encounters(produced.truth)
+        if with_entity["claims"] and link_claims:
+            claims = activity.claims_month(link_rng, link_claims, link_claim_seq)
+            link_claim_seq += len(claims["claim_id"])
+            for s in with_entity["claims"]:
+                link_writer.write(s, "claims", f"{tag}-{LINKED_TAG}", {c: list(v) for c, v in claims.items()})
         if with_entity["referrals"] and hospitals:
             n = max(1, round(REFERRALS_PER_YEAR * scale / 12))
             referrals = activity.referrals_month(
@@ -257,12 +297,15 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             for s in with_entity["crm_activity"]:
                 writer.write(s, "crm_activity", tag, {c: list(v) for c, v in crm.items()})
         writer.flush_bundles(tag)
+        link_writer.flush_bundles(f"{tag}-{LINKED_TAG}")
 
     if defect_rate > 0:
         csv_hospitals = [h for h in hospitals if h.format == "csv"]
         if csv_hospitals:
             month_start, _ = _month(start, months // 2)
             writer.header_only(csv_hospitals[0], "encounters", month_start.strftime("%Y-%m") + "-resend")
-    truth.finish(providers, [(h.name, patients[index[h.name]]) for h in hospitals], activity.planted_effects())
+    truth.finish(providers, [(h.name, p[index[h.name]]) for p in (patients, linked) for h in hospitals],
+                 activity.planted_effects())
+    truth.persons(persons)
     manifest.write(out)
     return manifest
