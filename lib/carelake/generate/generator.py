@@ -25,6 +25,7 @@ from carelake.generate.persons import (
     LINKED_ENCOUNTER_OFFSET,
     LINKED_PROCEDURE_OFFSET,
     LINKED_TAG,
+    LINKED_VISIT_RATE,
     linked_rng,
     plant_persons,
 )
@@ -265,8 +266,8 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
         link_claims = []
         for h, w in zip(hospitals, weights.tolist(), strict=True):
             i = index[h.name]
-            # the extra records get encounters in proportion to their share of the hospital's patients
-            n = round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season * len(linked[i]) / len(patients[i]))
+            # the extra records visit at LINKED_VISIT_RATE of the rate of the hospital's own patients
+            n = round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season * LINKED_VISIT_RATE * len(linked[i]) / len(patients[i]))
             if not len(linked[i]) or (n == 0 and not link_due[i]):
                 continue
             produced = activity.hospital_month(

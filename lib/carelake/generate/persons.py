@@ -39,6 +39,9 @@ LINKED_PROCEDURE_OFFSET = 500_000_000
 LINKED_CLAIM_OFFSET = 5_000_000_000
 SECOND_HOSPITAL_SHARE = 0.08  # of each hospital's patients, also registered at one other hospital
 THIRD_HOSPITAL_SHARE = 0.02  # ... and at a third
+# A second registration is the hospital a person visits now and then: this share of the visits a
+# patient of that hospital makes.
+LINKED_VISIT_RATE = 0.3
 TWIN_SHARE = 0.005  # of each hospital's patients, with a twin registered at another hospital
 # Chance of each variation in a second registration of the same person.
 VARIATIONS: dict[str, float] = {
