@@ -26,6 +26,7 @@ from carelake.generate.persons import (
     LINKED_PROCEDURE_OFFSET,
     LINKED_TAG,
     LINKED_VISIT_RATE,
+    PersonTruth,
     linked_rng,
     plant_persons,
 )
@@ -168,8 +169,36 @@ class _Writer:
         self.manifest.clean_rows.setdefault(entity_name, 0)
 
 
+def _population(hospitals: int, scale: float, rng: np.random.Generator, start: date
+                ) -> tuple[np.ndarray, Providers, list[Patients]]:
+    """Each hospital's share of the activity, the providers and each hospital's own patients."""
+    weights = np.array([1.0 / (1 + 0.25 * i) for i in range(hospitals)])
+    weights = weights / weights.sum() if hospitals else weights
+    providers = Providers.create(max(8, round(PROVIDERS * scale)), max(1, hospitals), rng, start)
+    patients = [Patients.create(max(10, round(PATIENTS * scale * w)), i, rng, start)
+                for i, w in enumerate(weights.tolist())]
+    return weights, providers, patients
+
+
+def _before(start: date) -> datetime:
+    return datetime(start.year, start.month, start.day) - timedelta(days=1)
+
+
+def patient_registrations(config: Config, scale: float = 1.0, seed: int = 42, start: date = date(2024, 1, 1)
+                          ) -> tuple[list[tuple[str, Patients]], PersonTruth]:
+    """The patient records :func:`generate` writes in its first month for these parameters -- each
+    hospital's own and the extra (linked and twin) ones, as (source system, patients) -- and the
+    person behind each, without writing anything (for matching tests)."""
+    hospitals = [s.name for s in config.sources.values() if "encounters" in s.entities]
+    data_seq, _ = np.random.SeedSequence(seed).spawn(2)
+    _, _, patients = _population(len(hospitals), scale, np.random.default_rng(data_seq), start)
+    linked, persons = plant_persons(linked_rng(seed), patients, hospitals, _before(start))
+    return [(h, p[i]) for p in (patients, linked) for i, h in enumerate(hospitals)], persons
+
+
 def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int = 42,
-             defect_rate: float = 0.0, start: date = date(2024, 1, 1), months: int = 12) -> Manifest:
+             defect_rate: float = 0.0, start: date = date(2024, 1, 1), months: int = 12,
+             persons: bool = True) -> Manifest:
     """Generate ``months`` months of sample files for every configured source into ``out_dir``.
 
     Rows grow linearly with ``scale`` (1.0: ~100k encounters, ~2k providers, ~40k patients).
@@ -177,7 +206,8 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     ``defect_rate`` of each file's rows carry a recorded defect. Returns the manifest, also
     written to ``<out_dir>/_manifest.json``; the planted truth (provider quality and cost
     efficiency, patient risk, readmission links, area demand) goes to ``<out_dir>/_truth/``
-    (:mod:`carelake.generate.truth`).
+    (:mod:`carelake.generate.truth`). ``persons``: also plant people registered at several
+    hospitals, and twins (:mod:`carelake.generate.persons`; their own files, ``*-linked``).
     """
     if scale <= 0:
         raise ValueError(f"scale: expected > 0, found {scale}")
@@ -199,12 +229,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
         if "patients" not in h.entities:
             raise ValueError(f"sources.{h.name}.entities: has 'encounters' but no 'patients' to refer to")
     with_entity = {e: [s for s in systems.values() if e in s.entities] for e in SPECS}
-    weights = np.array([1.0 / (1 + 0.25 * i) for i in range(len(hospitals))])
-    weights = weights / weights.sum() if len(hospitals) else weights
-
-    providers = Providers.create(max(8, round(PROVIDERS * scale)), max(1, len(hospitals)), rng, start)
-    patients = [Patients.create(max(10, round(PATIENTS * scale * w)), i, rng, start)
-                for i, w in enumerate(weights.tolist())]
+    weights, providers, patients = _population(len(hospitals), scale, rng, start)
     index = {h.name: i for i, h in enumerate(hospitals)}
     members = {s.name: (providers.at_hospital(index[s.name]) if s.name in index else list(range(len(providers))))
                for s in with_entity["providers"]}
@@ -215,8 +240,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     # People registered at several hospitals, and twins: drawn from a stream of their own and
     # written to files of their own (tag suffix LINKED_TAG), so the records above do not move.
     link_rng = linked_rng(seed)
-    base = datetime(start.year, start.month, start.day) - timedelta(days=1)
-    linked, persons = plant_persons(link_rng, patients, [h.name for h in hospitals], base)
+    linked, who = plant_persons(link_rng, patients, [h.name for h in hospitals], _before(start), extra=persons)
     link_writer = _Writer(out, config, defect_rate, np.random.default_rng(link_rng.integers(0, 2**63)), manifest)
     link_counters = [activity.Counters(LINKED_ENCOUNTER_OFFSET, LINKED_PROCEDURE_OFFSET) for _ in hospitals]
     link_due: list[list[activity.Readmission]] = [[] for _ in hospitals]
@@ -307,6 +331,6 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             writer.header_only(csv_hospitals[0], "encounters", month_start.strftime("%Y-%m") + "-resend")
     truth.finish(providers, [(h.name, p[index[h.name]]) for p in (patients, linked) for h in hospitals],
                  activity.planted_effects())
-    truth.persons(persons)
+    truth.persons(who)
     manifest.write(out)
     return manifest

@@ -152,14 +152,15 @@ def _second_registration(rng: np.random.Generator, row: dict, area: int, base: d
 
 
 def plant_persons(rng: np.random.Generator, patients: list[Patients], systems: list[str],
-                  base: datetime) -> tuple[list[Patients], PersonTruth]:
+                  base: datetime, extra: bool = True) -> tuple[list[Patients], PersonTruth]:
     """Extra patient records per hospital (index as ``patients``) for people already registered at
     another one, plus twins; and the person behind every record of every hospital.
 
     ``patients``: each hospital's own patients (not changed); ``systems``: their source system
-    names; ``base``: the time before the first month, for ``updated_at``."""
+    names; ``base``: the time before the first month, for ``updated_at``; ``extra``: False plants
+    nobody (every record its own person, no extra records)."""
     n_hosp = len(patients)
-    extra = [_empty_like(p, p.id_style) for p in patients]
+    records = [_empty_like(p, p.id_style) for p in patients]
     truth = PersonTruth()
     for h, pats in enumerate(patients):
         for pid in pats.columns["patient_id"]:
@@ -168,16 +169,16 @@ def plant_persons(rng: np.random.Generator, patients: list[Patients], systems: l
             truth.person_id.append(f"{systems[h]}:{pid}")
             truth.variations.append("")
             truth.twin_of.append(None)
-    if n_hosp < 2:
-        return extra, truth
+    if n_hosp < 2 or not extra:
+        return records, truth
 
     def add(h: int, row: dict, area: int, age: int, payer: str, risk: float, chronic: str | None,
             person: str, applied: list[str], twin_of: str | None) -> None:
-        k = len(extra[h])
+        k = len(records[h])
         row = {**row, "patient_id": PATIENT_ID_STYLES[h % len(PATIENT_ID_STYLES)].format(
             PATIENT_ID_OFFSETS[h % len(PATIENT_ID_OFFSETS)] + LINKED_ID_OFFSET + k + 1),
             "mrn": f"MRN{h + 1}9{k + 1:06d}"}
-        _append(extra[h], row, area, age, payer, risk, chronic)
+        _append(records[h], row, area, age, payer, risk, chronic)
         truth.source_system.append(systems[h])
         truth.patient_id.append(row["patient_id"])
         truth.person_id.append(person)
@@ -214,5 +215,5 @@ def plant_persons(rng: np.random.Generator, patients: list[Patients], systems: l
             w = others[int(rng.integers(0, len(others)))]
             sibling = f"{systems[h]}:{row['patient_id']}"
             add(w, twin, int(pats.area[i]), int(pats.age[i]), pats.payer[i], float(rng.normal()),
-                None, f"{systems[w]}:twin:{len(extra[w]) + 1}", ["twin"], sibling)
-    return extra, truth
+                None, f"{systems[w]}:twin:{len(records[w]) + 1}", ["twin"], sibling)
+    return records, truth

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+
+from carelake.config import Config
 
 
 @dataclass(frozen=True)
@@ -54,3 +57,29 @@ def exact_rule_groups(identifiers: DataFrame, columns: tuple[str, ...]) -> DataF
     for c in columns:
         complete = complete & F.col(c).isNotNull()
     return identifiers.select("patient_key", F.when(complete, F.concat_ws("|", *columns)).alias("rule_group"))
+
+
+def planted_registrations(spark: SparkSession, config: Config, scale: float, seed: int) -> dict[str, DataFrame]:
+    """The patient records the generator plants for ``scale`` and ``seed`` (its first month, no
+    files written) as ``patients`` (processed/patients-shaped), ``pii`` (patients_pii-shaped) and
+    ``truth`` (``patient_key``, ``person_id``) frames."""
+    from carelake.generate.generator import patient_registrations
+    from carelake.sources.conform import surrogate_key
+
+    registrations, persons = patient_registrations(config, scale=scale, seed=seed)
+    rows = pd.concat([pd.DataFrame({**p.columns, "source_system": system}) for system, p in registrations])
+    rows["birth_date"] = pd.to_datetime(rows["birth_date"]).dt.date
+    rows = rows.astype(object).where(rows.notna(), None)
+    frame = spark.createDataFrame(
+        rows[["source_system", "patient_id", "first_name", "last_name", "ssn", "phone", "birth_date", "sex", "zip",
+              "updated_at"]],
+        "source_system string, patient_id string, first_name string, last_name string, ssn string, phone string, "
+        "birth_date date, sex string, zip string, updated_at timestamp")
+    frame = frame.select("*", surrogate_key(F.col("source_system"), F.col("patient_id")).alias("patient_key"))
+    truth = spark.createDataFrame(pd.DataFrame({"source_system": persons.source_system, "patient_id": persons.patient_id,
+                                                "person_id": persons.person_id, "twin_of": persons.twin_of}).astype(object),
+                                  "source_system string, patient_id string, person_id string, twin_of string")
+    truth = truth.select(surrogate_key(F.col("source_system"), F.col("patient_id")).alias("patient_key"), "person_id", "twin_of")
+    return {"patients": frame.select("patient_key", "source_system", "patient_id", "birth_date", "sex", "zip", "updated_at"),
+            "pii": frame.select("patient_key", "source_system", "first_name", "last_name", "ssn", "phone", "updated_at"),
+            "truth": truth}

@@ -123,7 +123,7 @@ def splink_settings() -> Any:
         blocking_rules_to_generate_predictions=[block_on(*rule) for rule in BLOCKING_RULES],
         additional_columns_to_retain=["source_system"],
         retain_matching_columns=False,
-        retain_intermediate_calculation_columns=False,
+        retain_intermediate_calculation_columns=True,  # each comparison's match weight, for review
     )
 
 
@@ -144,15 +144,29 @@ def _database(spark: SparkSession, backend: str) -> Any:
 def _to_spark(spark: SparkSession, table: Any, backend: str) -> DataFrame:
     if backend == "spark":
         return spark.table(table.physical_name)
-    return spark.createDataFrame(table.as_pandas_dataframe())
+    frame = table.as_pandas_dataframe()
+    # an explicit schema: a run may score no pair at all, and Spark infers none from no rows
+    schema = ", ".join(f"`{c}` {'double' if frame[c].dtype.kind in 'fiu' else 'string'}" for c in frame.columns)
+    text = [c for c in frame.columns if frame[c].dtype.kind not in "fiu"]
+    frame[text] = frame[text].astype(object).where(frame[text].notna(), None)
+    return spark.createDataFrame(frame, schema)
+
+
+def _sharing(identifiers: DataFrame, columns: tuple[str, ...]) -> bool:
+    """Whether two records have equal, non-null ``columns``."""
+    present = identifiers.dropna(subset=list(columns))
+    return present.groupBy(*columns).count().where(F.col("count") > 1).limit(1).count() > 0
 
 
 @dataclass
 class Linkage:
     """What one matching run found: scored pairs and clusters (Spark DataFrames)."""
 
-    pairs: DataFrame  # patient_key_l, patient_key_r, source_system_l/_r, match_weight, match_probability, gamma_*, decision
+    # patient_key_l/_r, source_system_l/_r, match_weight, match_probability, mw_* (the match weight
+    # each comparison contributed; mw_tf_adj_last_name the last name's frequency adjustment), decision
+    pairs: DataFrame
     clusters: DataFrame  # patient_key, cluster_id
+    notes: list[str]  # estimation steps that had too little to go on
 
 
 def link_records(spark: SparkSession, identifiers: DataFrame, settings: MatchSettings) -> Linkage:
@@ -160,26 +174,34 @@ def link_records(spark: SparkSession, identifiers: DataFrame, settings: MatchSet
     scored at or above ``review_threshold`` with their ``decision`` (``match`` at or above
     ``match_threshold``, else ``review``) and every record's cluster."""
     from splink import Linker, block_on
+    from splink.internals.exceptions import EMTrainingException  # not re-exported publicly
 
     db = _database(spark, settings.backend)
     records = identifiers if settings.backend == "spark" else identifiers.toPandas()
     linker = Linker(db.register(records, table_name="carelake_patient_identifiers"), splink_settings(), log_level=None)
-    training = linker.training
-    training.estimate_probability_two_random_records_match([block_on("ssn", "birth_date")], recall=0.7)
+    training, notes = linker.training, []
+    if _sharing(identifiers, ("ssn", "birth_date")):
+        training.estimate_probability_two_random_records_match([block_on("ssn", "birth_date")], recall=0.7)
+    else:  # Splink would estimate 0 and fail on its logarithm
+        notes.append("no two records share SSN and birth date: the prior match probability is Splink's default")
     training.estimate_u_using_random_sampling(max_pairs=settings.u_sample_pairs, seed=settings.seed, num_chunks=1)
     for rule in EM_BLOCKING_RULES:
-        training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
-    predictions = linker.inference.predict(threshold_match_probability=settings.review_threshold)
+        try:
+            training.estimate_parameters_using_expectation_maximisation(block_on(*rule))
+        except (ValueError, EMTrainingException) as exc:  # too few pairs or likely matches to estimate m from
+            notes.append(f"expectation maximisation blocked on {', '.join(rule)} failed ({exc}): "
+                         "the m probabilities it would estimate keep Splink's defaults")
+    predictions = linker.inference.predict(threshold_match_probability=settings.review_threshold, warning_mode="never")
     clusters = linker.clustering.cluster_pairwise_predictions_at_threshold(
         predictions, threshold_match_probability=settings.match_threshold)
     pairs = _to_spark(spark, predictions, settings.backend)
-    gammas = [c for c in pairs.columns if c.startswith("gamma_")]
+    weights = [c for c in pairs.columns if c.startswith("mw_")]
     pairs = pairs.select(
         "patient_key_l", "patient_key_r", "source_system_l", "source_system_r",
         F.col("match_weight").cast("double").alias("match_weight"),
         F.col("match_probability").cast("double").alias("match_probability"),
-        *[F.col(c).cast("int").alias(c) for c in gammas],
+        *[F.col(c).cast("double").alias(c) for c in weights],
         F.when(F.col("match_probability") >= settings.match_threshold, F.lit(MATCH)).otherwise(F.lit(REVIEW)).alias("decision"),
     )
     clustered = _to_spark(spark, clusters, settings.backend).select("patient_key", "cluster_id")
-    return Linkage(pairs.localCheckpoint(eager=True), clustered.localCheckpoint(eager=True))
+    return Linkage(pairs.localCheckpoint(eager=True), clustered.localCheckpoint(eager=True), notes)

@@ -31,13 +31,13 @@ from carelake.delta import DeltaTables, MergeSpec
 from carelake.matching.enterprise_ids import ENTERPRISE_ID, LINK_COLUMNS, assign_enterprise_ids
 from carelake.matching.identifiers import nickname_table, normalised_identifiers
 from carelake.matching.linkage import MATCH, REVIEW, MatchSettings, link_records
+from carelake.privacy.restricted import MATCHING_TABLES
 from carelake.run import StageSummary
 from carelake.storage import table_uri
 
 log = logging.getLogger(__name__)
 
-LINKS_TABLE = "patient_links_pii"
-PAIRS_TABLE = "patient_match_pairs_pii"
+LINKS_TABLE, PAIRS_TABLE = MATCHING_TABLES
 INPUT_VERSIONS = "carelake.match_inputs"  # commit metadata of the pairs table: the versions matched
 LINKS_SCHEMA = (f"patient_key string, {ENTERPRISE_ID} string, id_issued_at timestamp, cluster_size int, "
                 "previous_enterprise_patient_id string")
@@ -77,6 +77,7 @@ def run_match(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     ).localCheckpoint(eager=True)
     records = identifiers.count()
     linkage = link_records(spark, identifiers, settings)
+    summary.notes.extend(linkage.notes)
     existing = tables.read(links_uri) if tables.exists(links_uri) else spark.createDataFrame([], LINKS_SCHEMA)
     now = datetime.now(timezone.utc).replace(tzinfo=None)
     links = assign_enterprise_ids(linkage.clusters, existing, now).localCheckpoint(eager=True)
