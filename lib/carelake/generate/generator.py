@@ -291,9 +291,11 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
         for h, w in zip(hospitals, weights.tolist(), strict=True):
             i = index[h.name]
             # the extra records visit at LINKED_VISIT_RATE of the rate of the hospital's own patients
-            n = round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season * LINKED_VISIT_RATE * len(linked[i]) / len(patients[i]))
-            if not len(linked[i]) or (n == 0 and not link_due[i]):
+            if not len(linked[i]):
                 continue
+            # at least one a month, as for every hospital: each month has its linked files
+            n = max(1, round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season * LINKED_VISIT_RATE
+                             * len(linked[i]) / len(patients[i])))
             produced = activity.hospital_month(
                 link_rng, i, h.name, n, providers, linked[i], month_start, days, link_counters[i], link_due[i], m / 12)
             link_due[i] = produced.scheduled
