@@ -141,10 +141,15 @@ def _database(spark: SparkSession, backend: str) -> Any:
     return SparkAPI(spark_session=spark, break_lineage_method="persist")
 
 
-def _to_spark(spark: SparkSession, table: Any, backend: str) -> DataFrame:
+def _to_spark(spark: SparkSession, table: Any, backend: str, columns: list[str] | None = None) -> DataFrame:
+    """A Splink result as a Spark DataFrame (only ``columns`` when given: the clusters table also
+    carries every input column, identifiers included, which need not leave the matcher)."""
     if backend == "spark":
-        return spark.table(table.physical_name)
+        frame = spark.table(table.physical_name)
+        return frame.select(*columns) if columns else frame
     frame = table.as_pandas_dataframe()
+    if columns:
+        frame = frame[columns].copy()
     # an explicit schema: a run may score no pair at all, and Spark infers none from no rows
     schema = ", ".join(f"`{c}` {'double' if frame[c].dtype.kind in 'fiu' else 'string'}" for c in frame.columns)
     text = [c for c in frame.columns if frame[c].dtype.kind not in "fiu"]
@@ -203,5 +208,5 @@ def link_records(spark: SparkSession, identifiers: DataFrame, settings: MatchSet
         *[F.col(c).cast("double").alias(c) for c in weights],
         F.when(F.col("match_probability") >= settings.match_threshold, F.lit(MATCH)).otherwise(F.lit(REVIEW)).alias("decision"),
     )
-    clustered = _to_spark(spark, clusters, settings.backend).select("patient_key", "cluster_id")
+    clustered = _to_spark(spark, clusters, settings.backend, ["patient_key", "cluster_id"])
     return Linkage(pairs.localCheckpoint(eager=True), clustered.localCheckpoint(eager=True), notes)
