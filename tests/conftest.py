@@ -38,8 +38,9 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """The repo's conf/local.yaml with its root moved to a temp folder."""
     root = tmp_path_factory.mktemp("lakehouse")
     return load_config(REPO / "conf" / "local.yaml", env={}).with_overrides(
-        # Lineage off: the tests of carelake.lineage turn it on for their own runs.
-        **{"lakehouse.root": str(root), "spark.master": "local[2]", "lineage.enabled": False}
+        # Lineage and patient matching off: their own tests turn them on for their runs.
+        **{"lakehouse.root": str(root), "spark.master": "local[2]", "lineage.enabled": False,
+           "matching.enabled": False}
     )
 
 

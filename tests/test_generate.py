@@ -177,7 +177,8 @@ def test_files_match_globs_and_configured_headers(config: Config, clean) -> None
     configured = {(s, e) for s, src in config.sources.items() for e in src.entities}
     assert seen == configured
     months = {f.path for f in manifest.files if f.entity == "encounters" and f.source_system == "hospital_a"}
-    assert len(months) == 12
+    linked = {p for p in months if p.endswith("-linked.csv")}  # people registered at several hospitals
+    assert len(months - linked) == 12 and len(linked) == 12
     assert "hospital_a/providers/providers_2024-01.csv" in {f.path for f in manifest.files}
     assert "claims/claims_2024-12.csv" in {f.path for f in manifest.files}
 

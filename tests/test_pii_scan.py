@@ -117,6 +117,28 @@ def test_curated_tables_hold_no_patient_pii(spark: SparkSession, pipeline: dict)
     assert not leaks, f"PII values found in curated (table, column, match): {sorted(set(leaks))}"
 
 
+def test_enterprise_ids_stay_in_the_restricted_zone(spark: SparkSession, pipeline: dict) -> None:
+    from carelake.delta import open_tables
+    from carelake.privacy.restricted import MATCHING_TABLES
+
+    config = pipeline["config"]
+    match = next(s for s in pipeline["summary"].stages if s.stage == "match")
+    assert match.status == "ok", match.notes
+    tables = open_tables(spark, config)
+    links = tables.read(table_uri(config, "processed", MATCHING_TABLES[0]))
+    ids = {r[0] for r in links.select("enterprise_patient_id").distinct().collect()}
+    assert ids and links.where("cluster_size > 1").count() > 0  # the tiny lake's planted people were linked
+    curated = Path(table_uri(config, "curated", ""))
+    leaks = []
+    for name in sorted(p.name for p in curated.iterdir() if (p / "_delta_log").is_dir()):
+        df = tables.read(table_uri(config, "curated", name))
+        strings = [f.name for f in df.schema.fields if isinstance(f.dataType, StringType)]
+        leaks += [(name, c) for row in df.select(*strings).collect() for c in strings if row[c] in ids]
+    assert not leaks, f"enterprise ids in curated (table, column): {sorted(set(leaks))}"
+    text = pipeline["summary_text"] + "\n".join(pipeline["logs"])
+    assert not [i for i in ids if i in text]
+
+
 def test_logs_and_summary_hold_no_patient_pii_or_key(pipeline: dict) -> None:
     _, contained = pii_values(landing_patients(pipeline["config"]))
     pattern = leak_pattern(contained)

@@ -40,8 +40,9 @@ class LogLines(logging.Handler):
 def build_tiny_lake(spark: SparkSession, base_config: Config, root: Path) -> dict:
     """Generate, then run every default stage once with INFO logs captured, under a known token
     key and actor: {config, summary, summary_text, logs}."""
+    # Matching on: the PII scan covers the match stage's logs, notes and restricted tables too.
     config = base_config.with_overrides(
-        **{"lakehouse.root": str(root / "lakehouse"), "quality.max_quarantine_rate": 1.0}
+        **{"lakehouse.root": str(root / "lakehouse"), "quality.max_quarantine_rate": 1.0, "matching.enabled": True}
     )
     generate(config.landing, config, scale=SCALE, seed=SEED, defect_rate=DEFECT_RATE, months=MONTHS)
     saved = {name: os.environ.get(name) for name in (TOKEN_KEY_ENV, ACTOR_ENV)}

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STAGES: dict[str, str] = {
     "ingest": "carelake.ingest.stage:run_ingest",
     "process": "carelake.process:run_process",
+    "match": "carelake.matching.stage:run_match",
     "model": "carelake.model:run_model",
     "aggregates": "carelake.curated.stage:run_aggregates",
     "train": "carelake.ml.stage:run_train",
@@ -33,7 +34,7 @@ STAGES: dict[str, str] = {
     "maintain": "carelake.model:run_maintain",
     "compact": "carelake.model.maintenance:run_compact",
 }
-DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "model", "aggregates", "train", "score")
+DEFAULT_STAGES: tuple[str, ...] = ("ingest", "process", "match", "model", "aggregates", "train", "score")
 
 
 def stage_function(name: str) -> Callable[..., StageSummary]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import calendar
 import hashlib
-from datetime import date
+from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -20,6 +20,16 @@ from carelake.generate.defects import HEADER_ONLY, SPECS, TRUNCATED_LINE, Inject
 from carelake.generate.fhir import FhirRenderer
 from carelake.generate.formats import Renderer, file_name
 from carelake.generate.manifest import Defect, FileEntry, Manifest
+from carelake.generate.persons import (
+    LINKED_CLAIM_OFFSET,
+    LINKED_ENCOUNTER_OFFSET,
+    LINKED_PROCEDURE_OFFSET,
+    LINKED_TAG,
+    LINKED_VISIT_RATE,
+    PersonTruth,
+    linked_rng,
+    plant_persons,
+)
 from carelake.generate.truth import TruthWriter
 from carelake.generate.world import Batch, Patients, Providers
 
@@ -159,8 +169,36 @@ class _Writer:
         self.manifest.clean_rows.setdefault(entity_name, 0)
 
 
+def _population(hospitals: int, scale: float, rng: np.random.Generator, start: date
+                ) -> tuple[np.ndarray, Providers, list[Patients]]:
+    """Each hospital's share of the activity, the providers and each hospital's own patients."""
+    weights = np.array([1.0 / (1 + 0.25 * i) for i in range(hospitals)])
+    weights = weights / weights.sum() if hospitals else weights
+    providers = Providers.create(max(8, round(PROVIDERS * scale)), max(1, hospitals), rng, start)
+    patients = [Patients.create(max(10, round(PATIENTS * scale * w)), i, rng, start)
+                for i, w in enumerate(weights.tolist())]
+    return weights, providers, patients
+
+
+def _before(start: date) -> datetime:
+    return datetime(start.year, start.month, start.day) - timedelta(days=1)
+
+
+def patient_registrations(config: Config, scale: float = 1.0, seed: int = 42, start: date = date(2024, 1, 1)
+                          ) -> tuple[list[tuple[str, Patients]], PersonTruth]:
+    """The patient records :func:`generate` writes in its first month for these parameters -- each
+    hospital's own and the extra (linked and twin) ones, as (source system, patients) -- and the
+    person behind each, without writing anything (for matching tests)."""
+    hospitals = [s.name for s in config.sources.values() if "encounters" in s.entities]
+    data_seq, _ = np.random.SeedSequence(seed).spawn(2)
+    _, _, patients = _population(len(hospitals), scale, np.random.default_rng(data_seq), start)
+    linked, persons = plant_persons(linked_rng(seed), patients, hospitals, _before(start))
+    return [(h, p[i]) for p in (patients, linked) for i, h in enumerate(hospitals)], persons
+
+
 def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int = 42,
-             defect_rate: float = 0.0, start: date = date(2024, 1, 1), months: int = 12) -> Manifest:
+             defect_rate: float = 0.0, start: date = date(2024, 1, 1), months: int = 12,
+             persons: bool = True) -> Manifest:
     """Generate ``months`` months of sample files for every configured source into ``out_dir``.
 
     Rows grow linearly with ``scale`` (1.0: ~100k encounters, ~2k providers, ~40k patients).
@@ -168,7 +206,8 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     ``defect_rate`` of each file's rows carry a recorded defect. Returns the manifest, also
     written to ``<out_dir>/_manifest.json``; the planted truth (provider quality and cost
     efficiency, patient risk, readmission links, area demand) goes to ``<out_dir>/_truth/``
-    (:mod:`carelake.generate.truth`).
+    (:mod:`carelake.generate.truth`). ``persons``: also plant people registered at several
+    hospitals, and twins (:mod:`carelake.generate.persons`; their own files, ``*-linked``).
     """
     if scale <= 0:
         raise ValueError(f"scale: expected > 0, found {scale}")
@@ -190,12 +229,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
         if "patients" not in h.entities:
             raise ValueError(f"sources.{h.name}.entities: has 'encounters' but no 'patients' to refer to")
     with_entity = {e: [s for s in systems.values() if e in s.entities] for e in SPECS}
-    weights = np.array([1.0 / (1 + 0.25 * i) for i in range(len(hospitals))])
-    weights = weights / weights.sum() if len(hospitals) else weights
-
-    providers = Providers.create(max(8, round(PROVIDERS * scale)), max(1, len(hospitals)), rng, start)
-    patients = [Patients.create(max(10, round(PATIENTS * scale * w)), i, rng, start)
-                for i, w in enumerate(weights.tolist())]
+    weights, providers, patients = _population(len(hospitals), scale, rng, start)
     index = {h.name: i for i, h in enumerate(hospitals)}
     members = {s.name: (providers.at_hospital(index[s.name]) if s.name in index else list(range(len(providers))))
                for s in with_entity["providers"]}
@@ -203,6 +237,14 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     due: list[list[activity.Readmission]] = [[] for _ in hospitals]
     truth = TruthWriter(out)
     claim_seq = referral_seq = activity_seq = 0
+    # People registered at several hospitals, and twins: drawn from a stream of their own and
+    # written to files of their own (tag suffix LINKED_TAG), so the records above do not move.
+    link_rng = linked_rng(seed)
+    linked, who = plant_persons(link_rng, patients, [h.name for h in hospitals], _before(start), extra=persons)
+    link_writer = _Writer(out, config, defect_rate, np.random.default_rng(link_rng.integers(0, 2**63)), manifest)
+    link_counters = [activity.Counters(LINKED_ENCOUNTER_OFFSET, LINKED_PROCEDURE_OFFSET) for _ in hospitals]
+    link_due: list[list[activity.Readmission]] = [[] for _ in hospitals]
+    link_claim_seq = LINKED_CLAIM_OFFSET
 
     for m in range(months):
         month_start, days = _month(start, m)
@@ -213,6 +255,8 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
                 writer.write(s, "providers", tag, providers.batch(members[s.name]))
             for h in hospitals:
                 writer.write(h, "patients", tag, patients[index[h.name]].batch())
+                if len(linked[index[h.name]]):
+                    link_writer.write(h, "patients", f"{tag}-{LINKED_TAG}", linked[index[h.name]].batch())
         elif m % CHANGE_EVERY_MONTHS == 0:
             changed = set(providers.change(rng, month_start, days))
             # a system none of whose records changed gets no change file that month
@@ -242,6 +286,29 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             claim_seq += len(claims["claim_id"])
             for s in with_entity["claims"]:
                 writer.write(s, "claims", tag, {c: list(v) for c, v in claims.items()})
+        link_writer.month = m
+        link_claims = []
+        for h, w in zip(hospitals, weights.tolist(), strict=True):
+            i = index[h.name]
+            # the extra records visit at LINKED_VISIT_RATE of the rate of the hospital's own patients
+            if not len(linked[i]):
+                continue
+            # at least one a month, as for every hospital: each month has its linked files
+            n = max(1, round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season * LINKED_VISIT_RATE
+                             * len(linked[i]) / len(patients[i])))
+            produced = activity.hospital_month(
+                link_rng, i, h.name, n, providers, linked[i], month_start, days, link_counters[i], link_due[i], m / 12)
+            link_due[i] = produced.scheduled
+            link_writer.write(h, "encounters", f"{tag}-{LINKED_TAG}", produced.encounters)
+            if "procedures" in h.entities:
+                link_writer.write(h, "procedures", f"{tag}-{LINKED_TAG}", produced.procedures)
+            link_claims.append(produced.claim_input)
+            truth.encounters(produced.truth)
+        if with_entity["claims"] and link_claims:
+            claims = activity.claims_month(link_rng, link_claims, link_claim_seq)
+            link_claim_seq += len(claims["claim_id"])
+            for s in with_entity["claims"]:
+                link_writer.write(s, "claims", f"{tag}-{LINKED_TAG}", {c: list(v) for c, v in claims.items()})
         if with_entity["referrals"] and hospitals:
             n = max(1, round(REFERRALS_PER_YEAR * scale / 12))
             referrals = activity.referrals_month(
@@ -257,12 +324,15 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             for s in with_entity["crm_activity"]:
                 writer.write(s, "crm_activity", tag, {c: list(v) for c, v in crm.items()})
         writer.flush_bundles(tag)
+        link_writer.flush_bundles(f"{tag}-{LINKED_TAG}")
 
     if defect_rate > 0:
         csv_hospitals = [h for h in hospitals if h.format == "csv"]
         if csv_hospitals:
             month_start, _ = _month(start, months // 2)
             writer.header_only(csv_hospitals[0], "encounters", month_start.strftime("%Y-%m") + "-resend")
-    truth.finish(providers, [(h.name, patients[index[h.name]]) for h in hospitals], activity.planted_effects())
+    truth.finish(providers, [(h.name, p[index[h.name]]) for p in (patients, linked) for h in hospitals],
+                 activity.planted_effects())
+    truth.persons(who)
     manifest.write(out)
     return manifest

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from carelake.generate import reference as ref
+from carelake.generate.persons import PersonTruth
 from carelake.generate.world import (
     CHRONIC_CODES,
     DEMAND_GROWTH,
@@ -32,6 +33,7 @@ SPECIALTY_HISTORY_FILE = "specialty_history.csv"
 PATIENTS_FILE = "patients.csv"
 ENCOUNTERS_FILE = "encounters.csv"
 AREAS_FILE = "areas.csv"
+PERSONS_FILE = "persons.csv"
 EFFECTS_FILE = "effects.json"
 
 
@@ -60,6 +62,13 @@ class TruthWriter:
             self._rows.writerow(self._columns)
         self._rows.writerows(["" if v is None else v for v in row]
                              for row in zip(*(batch[c] for c in self._columns), strict=True))
+
+    def persons(self, persons: PersonTruth) -> None:
+        """Write who every patient record is (``persons.csv``): records of one person share a
+        ``person_id``; ``variations`` says how a second registration differs from the first."""
+        _write_csv(self.folder / PERSONS_FILE, ("source_system", "patient_id", "person_id", "variations", "twin_of"),
+                   zip(persons.source_system, persons.patient_id, persons.person_id, persons.variations,
+                       persons.twin_of, strict=True))
 
     def finish(self, providers: Providers, patients: Sequence[tuple[str, Patients]], effects: dict[str, Any]) -> Path:
         """Write the provider, specialty history, patient, area and effect files; the folder.

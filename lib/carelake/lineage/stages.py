@@ -31,6 +31,7 @@ from carelake.storage import table_uri
 # The tables each stage reads, as (zone, table); ingest reads the landing folders.
 STAGE_READS: dict[str, tuple[tuple[str, str], ...]] = {
     "process": tuple(("raw", e) for e in ("providers", "patients", "encounters", "procedures", "claims", "referrals", "crm_activity")),
+    "match": (("processed", "patients"), ("processed", "patients_pii")),
     "model": tuple(("processed", e) for e in ("providers", "patients", "encounters", "procedures", "claims", "referrals")),
     "aggregates": (
         ("curated", "fact_encounter"), ("curated", "fact_procedure"), ("curated", "fact_claim"),

@@ -20,6 +20,9 @@ PII_SUFFIX = "_pii"
 DIRECT_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "patients": ("first_name", "last_name", "ssn", "phone", "email", "street_address", "mrn"),
 }
+# Restricted tables of patient matching (carelake.matching): no identifiers, but they say which
+# records of which hospitals are one person.
+MATCHING_TABLES = ("patient_links_pii", "patient_match_pairs_pii")
 # Kept in both tables: the key to join on, the hospital (row filters), the version time, and the
 # lineage columns (a batch rollback finds its rows by _batch_id in both).
 SHARED_COLUMNS = ("source_system", "updated_at", *LINEAGE_COLUMNS)

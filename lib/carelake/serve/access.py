@@ -35,7 +35,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql.types import StructType
 
 from carelake.config import Config, ConfigError
-from carelake.privacy.restricted import DIRECT_IDENTIFIERS, PII_SUFFIX
+from carelake.privacy.restricted import DIRECT_IDENTIFIERS, MATCHING_TABLES, PII_SUFFIX
 from carelake.serve.catalog import SERVED_ZONES, quote
 
 log = logging.getLogger(__name__)
@@ -55,8 +55,8 @@ PATIENT_COLUMNS = frozenset({"patient_key", "patient_token", "patient_sk", "pati
 # The KPI marts name the source system of their rows `hospital`.
 HOSPITAL_COLUMNS = ("source_system", "patient_source_system", "_source_system", "hospital")
 # Raw payloads of failed rows carry whatever the source sent, identifiers included.
-CLINICIAN_RESTRICTED = frozenset({"_quarantine"})
-ENGINEER_RESTRICTED = frozenset(f"{entity}{PII_SUFFIX}" for entity in DIRECT_IDENTIFIERS)
+CLINICIAN_RESTRICTED = frozenset({"_quarantine", *MATCHING_TABLES})
+ENGINEER_RESTRICTED = frozenset({*(f"{entity}{PII_SUFFIX}" for entity in DIRECT_IDENTIFIERS), *MATCHING_TABLES})
 MASKED_SSN = "concat('***-**-', right({col}, 4))"
 
 
