@@ -92,14 +92,12 @@ def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSessi
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_default_thresholds_need_volume_and_strictly_more_than_threshold(spark: SparkSession) -> None:
-    # Defaults 1.5 and 5: 606 Jan (6 at 1.5) is not above 1.5; 441 Feb (3) and the dermatology
+def test_default_thresholds_need_volume_and_more_than_twice_the_capacity(spark: SparkSession) -> None:
+    # Defaults 2.0 and 5: 606 Jan (6 at 1.5) is not above 2.0; 441 Feb (3) and the dermatology
     # referral (1) are below the minimum demand of 5.
     encounters, referrals, providers, homes = _inputs(spark)
     flagged = network_adequacy(encounters, referrals, providers, homes, AS_OF).where("expand_network").count()
     assert flagged == 0
-    lower = network_adequacy(encounters, referrals, providers, homes, AS_OF, AdequacySettings(utilisation_threshold=1.4))
-    assert [tuple(r) for r in lower.where("expand_network").select("zip3", "service_month").collect()] == [("606", "2024-01")]
 
 
 def test_settings_come_from_config_and_bad_values_are_rejected(base_config) -> None:
