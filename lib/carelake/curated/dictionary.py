@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carelake.curated import demand, features, kpi, outcomes, patients, procedures
+from carelake.curated import adequacy, demand, features, kpi, outcomes, patients, procedures
 from carelake.curated.stage import TABLE_KEYS
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
@@ -38,6 +38,11 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "network_demand_by_zip": (
         "Demand against capacity per service area, specialty and month; where to route demand.",
         demand.COLUMNS,
+    ),
+    "network_adequacy": (
+        "Residents' demand against the supply active each month per home area, specialty and month; "
+        "when to expand the network and why.",
+        adequacy.COLUMNS,
     ),
     "kpi_patient": ("Patient KPIs by month.", kpi.COLUMNS["kpi_patient"]),
     "kpi_provider": ("Provider KPIs by NPI and month.", kpi.COLUMNS["kpi_provider"]),

@@ -34,6 +34,7 @@ from pyspark.sql.types import DateType, LongType, StringType, StructField, Struc
 
 from carelake.config import Config
 from carelake.curated import kpi
+from carelake.curated.adequacy import AdequacySettings, network_adequacy
 from carelake.curated.demand import network_demand_by_zip
 from carelake.curated.features import provider_features
 from carelake.curated.outcomes import provider_outcomes, provider_outcomes_by_npi
@@ -80,6 +81,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "provider_procedure_stats": ("npi", "procedure_code"),
     "patient_summary": ("patient_token",),
     "network_demand_by_zip": ("zip3", "specialty", "service_month"),
+    "network_adequacy": ("zip3", "specialty", "service_month"),
     "kpi_patient": ("service_month",),
     "kpi_provider": ("npi", "service_month"),
     "kpi_finance": ("service_month", "hospital", "department", "payer"),
@@ -315,6 +317,11 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
         enc, refs, providers, tables.read(curated["patient_summary"]), tables.read(curated["provider_features"]), as_of
     )
     sync("network_demand_by_zip", demand, None)
+    # Recomputed whole, like the demand table: capacity comes from every provider's months.
+    adequacy = network_adequacy(
+        enc, refs, providers, tables.read(curated["patient_summary"]), as_of, AdequacySettings.from_config(config)
+    )
+    sync("network_adequacy", adequacy, None)
 
     # Monthly marts recompute the changed months only; a claim's department and an encounter's
     # procedures are looked up in the whole facts, as they may carry another month.
