@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 
 from carelake.config import ConfigError
-from carelake.curated.adequacy import COLUMNS, AdequacySettings, network_adequacy
+from carelake.curated.adequacy import COLUMNS, AdequacySettings, flag_expansion, network_adequacy
 
 AS_OF = date(2024, 2, 29)
 OPEN = datetime(9999, 12, 31)
@@ -63,7 +63,14 @@ def _inputs(spark: SparkSession) -> tuple:
     return encounters, referrals, providers, homes
 
 
-def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSession) -> None:
+@pytest.fixture(scope="module")
+def adequacy(spark: SparkSession):
+    encounters, referrals, providers, homes = _inputs(spark)
+    return network_adequacy(encounters, referrals, providers, homes, AS_OF,
+                            AdequacySettings(utilisation_threshold=1.2, min_demand=1)).localCheckpoint(eager=True)
+
+
+def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSession, adequacy) -> None:
     # Throughput: A's months 4, 2 -> median 3; B's 2 -> 2; C's 1, 3 -> 2; cardiology = median(3, 2, 2) = 2.
     # 606 Jan: T1 saw A 3x and B 2x + 1 referral = 6 against A and B active (capacity 4): 1.5 > 1.2.
     # 606 Feb: T1 saw A 2x; B inactive at the month's end: capacity 2, 1.0.
@@ -71,9 +78,7 @@ def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSessi
     # leaked referral (the cancelled one is not demand) = 3: 1.5. T3 has no home: 'unknown', never flagged.
     # 606 dermatology: a leaked referral and no dermatologist in the area. 303: D, but no dermatology
     # encounters anywhere, so no throughput to call capacity.
-    encounters, referrals, providers, homes = _inputs(spark)
-    actual = network_adequacy(encounters, referrals, providers, homes, AS_OF,
-                              AdequacySettings(utilisation_threshold=1.2, min_demand=1))
+    actual = adequacy
     above = "utilisation above 1.2"
     expected = spark.createDataFrame(
         [
@@ -92,12 +97,14 @@ def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSessi
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_default_thresholds_need_volume_and_more_than_twice_the_capacity(spark: SparkSession) -> None:
+def test_default_thresholds_need_volume_and_more_than_twice_the_capacity(adequacy) -> None:
     # Defaults 2.0 and 5: 606 Jan (6 at 1.5) is not above 2.0; 441 Feb (3) and the dermatology
     # referral (1) are below the minimum demand of 5.
-    encounters, referrals, providers, homes = _inputs(spark)
-    flagged = network_adequacy(encounters, referrals, providers, homes, AS_OF).where("expand_network").count()
-    assert flagged == 0
+    assert flag_expansion(adequacy, AdequacySettings()).where("expand_network").count() == 0
+    # At 1.4 only 606 Jan (1.5 with 6 of demand) is above the threshold.
+    lower = flag_expansion(adequacy, AdequacySettings(utilisation_threshold=1.4))
+    assert [tuple(r) for r in lower.where("expand_network").select("zip3", "service_month", "expansion_reason").collect()] == [
+        ("606", "2024-01", "utilisation above 1.4")]
 
 
 def test_settings_come_from_config_and_bad_values_are_rejected(base_config) -> None:

@@ -50,8 +50,8 @@ class AdequacySettings:
     """Thresholds of the expansion signal (config section ``curated.adequacy``)."""
 
     # 2.0: the residents need twice what the area's providers deliver at the typical provider's
-    # sustained pace. Busier-than-median providers put areas with a normal supply at 0.8-1.8 on
-    # the generated data, the planted shortage area at 2-12 (docs/measures.md).
+    # sustained pace. Busier-than-median providers put areas with a normal supply at a median
+    # 0.94-1.53 on the generated data, the planted shortage area at 3.67 (docs/measures.md).
     utilisation_threshold: float = 2.0
     # Months with less demand than this are too thin to call a shortage on (a few visits).
     min_demand: int = 5
@@ -174,13 +174,7 @@ def network_adequacy(
     providers_n = F.coalesce("active_providers", F.lit(0))
     capacity = F.round(providers_n * F.col("throughput_per_provider"), RATIO_DIGITS)
     utilisation = ratio(demand, capacity)
-    threshold = settings.utilisation_threshold
-    reason = (
-        F.when((F.col("zip3") == UNKNOWN_AREA) | (demand < settings.min_demand), F.lit(None).cast("string"))
-        .when(providers_n == 0, F.lit(REASON_NO_PROVIDER))
-        .when(utilisation > threshold, F.lit(f"utilisation above {threshold:g}"))
-    )
-    return joined.select(
+    measures = joined.select(
         *cells,
         encounters_n.alias("encounters"),
         referrals_n.alias("referrals"),
@@ -190,6 +184,20 @@ def network_adequacy(
         "throughput_per_provider",
         capacity.alias("capacity"),
         utilisation.alias("utilisation"),
-        reason.isNotNull().alias("expand_network"),
-        reason.alias("expansion_reason"),
     )
+    return flag_expansion(measures, settings)
+
+
+def flag_expansion(measures: DataFrame, settings: AdequacySettings) -> DataFrame:
+    """Adequacy rows (zip3, demand, active_providers, utilisation; any ``expand_network`` /
+    ``expansion_reason`` they carry are replaced) -> the same plus the expansion signal under
+    ``settings``, so other thresholds can be tried without recomputing the measures."""
+    threshold = settings.utilisation_threshold
+    demand, utilisation = F.col("demand"), F.col("utilisation")
+    reason = (
+        F.when((F.col("zip3") == UNKNOWN_AREA) | (demand < settings.min_demand), F.lit(None).cast("string"))
+        .when(F.col("active_providers") == 0, F.lit(REASON_NO_PROVIDER))
+        .when(utilisation > threshold, F.lit(f"utilisation above {threshold:g}"))
+    )
+    kept = measures.drop("expand_network", "expansion_reason")
+    return kept.select(*kept.columns, reason.isNotNull().alias("expand_network"), reason.alias("expansion_reason"))
