@@ -70,9 +70,13 @@ def planted_registrations(spark: SparkSession, config: Config, scale: float, see
     rows = pd.concat([pd.DataFrame({**p.columns, "source_system": system}) for system, p in registrations])
     rows["birth_date"] = pd.to_datetime(rows["birth_date"]).dt.date
     rows = rows.astype(object).where(rows.notna(), None)
+    columns = ["source_system", "patient_id", "first_name", "last_name", "ssn", "phone", "birth_date", "sex", "zip", "updated_at"]
+    # Python values, not the pandas frame: without Arrow (off, or its fallback taken) PySpark
+    # refuses a pandas Timestamp for a timestamp column.
+    data = [tuple(v.to_pydatetime() if isinstance(v, pd.Timestamp) else v for v in row)
+            for row in rows[columns].itertuples(index=False, name=None)]
     frame = spark.createDataFrame(
-        rows[["source_system", "patient_id", "first_name", "last_name", "ssn", "phone", "birth_date", "sex", "zip",
-              "updated_at"]],
+        data,
         "source_system string, patient_id string, first_name string, last_name string, ssn string, phone string, "
         "birth_date date, sex string, zip string, updated_at timestamp")
     frame = frame.select("*", surrogate_key(F.col("source_system"), F.col("patient_id")).alias("patient_key"))
