@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from carelake.config import Config, ConfigError
 from carelake.curated.features import flag_leaked, providers_as_of
-from carelake.curated.metrics import RATIO_DIGITS, in_window, ratio, zip3_of
+from carelake.curated.metrics import RATIO_DIGITS, in_effect_first, in_window, ratio, zip3_of
 
 CANCELLED_STATUS = "cancelled"
 UNKNOWN_AREA = "unknown"  # patients without a known home zip3: counted, never flagged
@@ -82,8 +82,7 @@ def _version_at(facts: DataFrame, providers: DataFrame, at: Column, key: str) ->
     versions = providers.select(
         F.col("npi").alias("_npi"), F.col("specialty").alias("_specialty"),
         zip3_of(F.col("zip")).alias("_zip3"), F.col("active").alias("_active"), F.col("valid_from").alias("_from"))
-    before = F.col("_from") < F.date_add(at, 1)
-    order = Window.partitionBy(key).orderBy(before.desc(), F.when(before, F.col("_from")).desc_nulls_last(), F.col("_from"))
+    order = Window.partitionBy(key).orderBy(*in_effect_first(F.col("_from"), at))
     return (
         facts.join(versions, facts["npi"] == versions["_npi"])
         .withColumn("_v", F.row_number().over(order))

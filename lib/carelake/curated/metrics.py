@@ -9,7 +9,7 @@ changes.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -83,13 +83,17 @@ def zip3_of(zip_code: Column) -> Column:
     return F.when(F.length(F.trim(zip_code)) >= 3, F.substring(F.trim(zip_code), 1, 3))
 
 
+def in_effect_first(valid_from: Column, day: Column) -> list[Column]:
+    """Sort order of a key's SCD2 versions that puts first the one in effect at the end of
+    ``day``: the latest that started by then, else (a key first recorded later) its first."""
+    started = valid_from < F.date_add(day, 1)
+    return [started.desc(), F.when(started, valid_from).desc_nulls_last(), valid_from.asc()]
+
+
 def version_as_of(dim: DataFrame, natural_key: str, as_of: date) -> DataFrame:
     """SCD2 dimension -> one row per ``natural_key``: the version in effect at the end of ``as_of``.
 
     A key first recorded after ``as_of`` keeps its first version, matching how facts attach
     events dated before a key's first version to that version."""
-    before = F.col("valid_from") < F.lit(as_of + timedelta(days=1))
-    order = Window.partitionBy(natural_key).orderBy(
-        before.desc(), F.when(before, F.col("valid_from")).desc_nulls_last(), F.col("valid_from").asc()
-    )
+    order = Window.partitionBy(natural_key).orderBy(*in_effect_first(F.col("valid_from"), F.lit(as_of)))
     return dim.withColumn("_version", F.row_number().over(order)).where(F.col("_version") == 1).drop("_version")
