@@ -587,3 +587,37 @@ def test_each_claim_and_referral_is_sent_once_by_its_source_of_record(config: Co
         everything = ids(tmp_path / "alone", alone, entity, feed)
         assert fhir_ids and not set(fhir_ids) & set(feed_ids), entity
         assert sorted(fhir_ids + feed_ids) == sorted(everything), entity  # none lost, none twice
+
+
+# -- replay from raw --------------------------------------------------------------------------------
+
+def test_replay_maps_stored_resources_again_with_the_changed_mapping(spark) -> None:
+    """Raw written under a mapping without satisfaction_score, another department path and a check; replayed by conf's."""
+    import dataclasses
+
+    from carelake.ingest.fhir_replay import replay_resources
+
+    current = D.entities["encounters"]
+    earlier = dataclasses.replace(current, paths={k: v for k, v in current.paths.items() if k != "satisfaction_score"} | {
+        "department": "Encounter.class.code"}, checks={"planned": "Encounter.status = 'planned'"})
+    no_status = {k: v for k, v in ENCOUNTER.items() if k != "status"} | {"id": "E2"}
+    old = ResourceMapper("Encounter", earlier.paths, earlier.checks)
+    names = [*earlier.paths, *fhir.RAW_COLUMNS]
+    rows = [dict(zip(names, old.row(r, json.dumps(r)), strict=True)) | {"_source_system": "hospital_d", "_corrupt_record": None}
+            for r in (ENCOUNTER, no_status)]
+    rows.append({"_source_system": "hospital_d", "_corrupt_record": "not JSON"})
+    rows.append({"department": "ER", "_source_system": "hospital_a", "_corrupt_record": None})
+    columns = [*names, "_corrupt_record", "_source_system", "_batch_id", "_row_hash"]
+    raw = spark.createDataFrame([tuple(r.get(c, "b1" if c == "_batch_id" else ("h" if c == "_row_hash" else None)) for c in columns) for r in rows],
+                                ", ".join(f"{c} string" for c in columns))
+    assert "satisfaction_score" not in raw.columns and raw.where("fhir_issues like '%fhir_check:planned%'").count() == 1
+
+    out = {(r._source_system, r.fhir_resource_id, r._corrupt_record): r for r in replay_resources(raw, D, current).collect()}
+    e1, e2 = out[("hospital_d", "E1", None)], out[("hospital_d", "E2", None)]
+    assert (e1.satisfaction_score, e1.department, e1.encounter_id, e1._batch_id) == ("4", "Cardiology", "E1", "b1")
+    assert e1.fhir_resource == json.dumps(ENCOUNTER) and e1.fhir_issues is None and e1._row_hash != "h"
+    assert e2.satisfaction_score == "4" and [i.split(":")[0] for i in json.loads(e2.fhir_issues)] == ["fhir_invalid"]
+    # what holds no resource, and other sources' rows, are as they were
+    assert out[("hospital_d", None, "not JSON")].department is None and out[("hospital_d", None, "not JSON")]._row_hash == "h"
+    other = out[("hospital_a", None, None)]
+    assert (other.department, other.satisfaction_score, other._row_hash) == ("ER", None, "h")

@@ -137,8 +137,12 @@ class _Writer:
         self._save(system, entity, path, fhir.ndjson(resources), len(resources))
         self._record_fhir(system, entity_name, path, batch, injected)
         for name, companions in renderer.companion_resources.items():
-            # its rows' defects are recorded once, on the entity that planted them
             self._save(system, system.entities[name], file_name(system.entities[name], tag), fhir.ndjson(companions), len(companions))
+            self._record_companions(name, companions)
+
+    def _record_companions(self, entity_name: str, resources: list[dict]) -> None:
+        # their rows' defects are recorded once, on the entity that planted them
+        self.manifest.clean_rows[entity_name] = self.manifest.clean_rows.get(entity_name, 0) + len(resources)
 
     def _record_fhir(self, system: SourceSystem, entity_name: str, path: str, batch: Batch, injected: list[Injected]) -> None:
         spec = SPECS[entity_name]
@@ -166,6 +170,8 @@ class _Writer:
                 self.manifest.files.append(FileEntry(path, name, entity_name, len(resources), digest))
                 if batch is not None:
                     self._record_fhir(system, entity_name, path, batch, injected)
+                else:
+                    self._record_companions(entity_name, resources)
         self.pending.clear()
 
     def header_only(self, system: SourceSystem, entity_name: str, tag: str) -> None:
