@@ -14,10 +14,15 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from carelake.config import Config, ConfigError, load_config
+from carelake.config import Config, ConfigError, JoinedColumn, load_config
 from carelake.ingest.fhir_read import BUNDLE, NDJSON, fhir_columns, read_fhir_files
 from carelake.sources import fhir
-from carelake.sources.fhir import ResourceMapper, resolve_references, validation_issues
+from carelake.sources.fhir import (
+    ResourceMapper,
+    join_referencing,
+    resolve_references,
+    validation_issues,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = load_config(REPO / "conf" / "local.yaml", env={})
@@ -70,6 +75,42 @@ PROCEDURE = {
     "encounter": {"reference": "urn:uuid:E1"},
     "performedDateTime": "2024-01-06T09:30:00Z",
     "performer": [{"actor": {"reference": "Practitioner/pr-1"}}],
+}
+
+PRACTITIONER_ROLE = {
+    "resourceType": "PractitionerRole", "id": "role-1", "meta": {"lastUpdated": "2024-01-02T03:04:05Z"},
+    "practitioner": {"reference": "Practitioner/pr-1"},
+    "code": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/practitioner-role", "code": "doctor"}]}],
+    "specialty": [{"coding": [{"system": "http://snomed.info/sct", "code": "394579002"},
+                              {"system": "http://nucc.org/provider-taxonomy", "code": "207RC0000X", "display": "Cardiology"}]}],
+}
+CONDITION = {
+    "resourceType": "Condition", "id": "dx-1",
+    "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-category", "code": "encounter-diagnosis"}]}],
+    "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I10"}]},
+    "subject": {"reference": "Patient/P1"}, "encounter": {"reference": "Encounter/E1"}, "recordedDate": "2024-01-05",
+}
+EXPLANATION_OF_BENEFIT = {
+    "resourceType": "ExplanationOfBenefit", "id": "C1", "meta": {"lastUpdated": "2024-02-01T00:00:00Z"},
+    "extension": [{"url": EXT + "claim-status", "valueString": "PAID"}],
+    "status": "active", "use": "claim", "outcome": "complete", "created": "2024-01-10",
+    "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/claim-type", "code": "institutional"}]},
+    "patient": {"reference": "Patient/P1"}, "billablePeriod": {"start": "2024-01-05"},
+    "insurer": {"display": "Aetna"}, "provider": {"reference": "Practitioner/pr-1"},
+    "insurance": [{"focal": True, "coverage": {"display": "Aetna"}}],
+    "item": [{"sequence": 1, "productOrService": {"text": "encounter"}, "encounter": [{"reference": "Encounter/E1"}]}],
+    "total": [{"category": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adjudication", "code": c}]},
+               "amount": {"value": v, "currency": "USD"}} for c, v in (("benefit", 80.0), ("submitted", 200.5), ("eligible", 100))],
+    "payment": {"date": "2024-01-31"},
+}
+SERVICE_REQUEST = {
+    "resourceType": "ServiceRequest", "id": "R1", "meta": {"lastUpdated": "2024-01-08T00:00:00Z"},
+    "extension": [{"url": EXT + "referral-status", "valueString": "scheduled"}, {"url": EXT + "employer-id", "valueString": "EMP-0001"}],
+    "status": "active", "intent": "order", "subject": {"reference": "Patient/P1"}, "authoredOn": "2024-01-07",
+    "requester": {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}},
+    "performer": [{"identifier": {"system": "urn:other", "value": "X"}},
+                  {"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1245319599"}}],
+    "performerType": {"text": "Cardiology"},
 }
 
 
@@ -125,8 +166,7 @@ def test_a_reference_to_an_unmapped_column_is_a_config_error(tmp_path: Path) -> 
 
 def test_practitioner_mapping() -> None:
     assert extracted("providers", PRACTITIONER) == {
-        "npi": "1234567893", "first_name": "Ann", "last_name": "Lee", "specialty": "Cardiology",
-        "taxonomy_code": "207RC0000X", "organization": "Northgate Clinic", "zip": "60601",
+        "npi": "1234567893", "first_name": "Ann", "last_name": "Lee", "organization": "Northgate Clinic", "zip": "60601",
         "network_id": "NET-1", "employer_id": "EMP-0001", "active": "true", "updated_at": "2024-01-02T03:04:05Z",
     }
     assert issues("providers", PRACTITIONER) == []
@@ -144,7 +184,7 @@ def test_patient_mapping() -> None:
 def test_encounter_mapping_keeps_references_and_reads_extensions() -> None:
     assert extracted("encounters", ENCOUNTER) == {
         "encounter_id": "E1", "patient_id": "Patient/P1", "npi": "Practitioner/pr-1", "department": "Cardiology",
-        "encounter_type": "IMP", "admit_date": "2024-01-05", "discharge_date": "2024-01-07", "diagnosis_code": "I10",
+        "encounter_type": "IMP", "admit_date": "2024-01-05", "discharge_date": "2024-01-07",
         "readmitted_30d": "false", "complication": "true", "satisfaction_score": "4", "updated_at": "2024-01-06T00:00:00Z",
     }
     assert issues("encounters", ENCOUNTER) == []
@@ -156,6 +196,57 @@ def test_procedure_mapping() -> None:
         "procedure_date": "2024-01-06T09:30:00Z", "units": "2", "charge_amount": "1234.5",
     }
     assert issues("procedures", PROCEDURE) == []
+
+
+def test_practitioner_role_mapping_reads_the_taxonomy_among_other_codings() -> None:
+    assert extracted("provider_roles", PRACTITIONER_ROLE) == {
+        "practitioner": "Practitioner/pr-1", "specialty": "Cardiology", "taxonomy_code": "207RC0000X",
+        "updated_at": "2024-01-02T03:04:05Z",
+    }
+    assert issues("provider_roles", PRACTITIONER_ROLE) == []
+    # specialty reaches providers by a join on that reference, not from Practitioner.qualification
+    assert D.entities["providers"].joined["specialty"] == JoinedColumn("provider_roles", "specialty", "practitioner")
+    assert "specialty" not in D.entities["providers"].paths
+
+
+def test_condition_mapping_and_its_code_system_check() -> None:
+    assert extracted("diagnoses", CONDITION) == {"encounter": "Encounter/E1", "diagnosis_code": "I10", "recorded_date": "2024-01-05"}
+    assert issues("diagnoses", CONDITION) == []
+    snomed = {**CONDITION, "code": {"coding": [{"system": "http://snomed.info/sct", "code": "38341003"}]}}
+    assert issues("diagnoses", snomed) == ["fhir_check:diagnosis_code_system"]
+    assert issues("diagnoses", {k: v for k, v in CONDITION.items() if k != "subject"})[0].startswith("fhir_invalid:Condition: ")
+    assert D.entities["encounters"].joined["diagnosis_code"] == JoinedColumn("diagnoses", "diagnosis_code", "encounter")
+
+
+def test_explanation_of_benefit_mapping_picks_each_total_by_category() -> None:
+    assert extracted("claims", EXPLANATION_OF_BENEFIT) == {
+        "claim_id": "C1", "patient_source_system": "hospital_d", "encounter_id": "Encounter/E1", "patient_id": "Patient/P1",
+        "npi": "Practitioner/pr-1", "payer": "Aetna", "billed_amount": "200.5", "allowed_amount": "100", "paid_amount": "80.0",
+        "status": "PAID", "service_date": "2024-01-05", "submitted_date": "2024-01-10", "paid_date": "2024-01-31",
+        "updated_at": "2024-02-01T00:00:00Z",
+    }
+    assert issues("claims", EXPLANATION_OF_BENEFIT) == []
+    assert any(i.startswith("fhir_invalid:ExplanationOfBenefit: ") and "insurer" in i
+               for i in issues("claims", {k: v for k, v in EXPLANATION_OF_BENEFIT.items() if k != "insurer"}))
+
+
+def test_service_request_mapping_reads_npis_by_identifier() -> None:
+    assert extracted("referrals", SERVICE_REQUEST) == {
+        "referral_id": "R1", "referring_npi": "1234567893", "referred_to_npi": "1245319599", "patient_source_system": "hospital_d",
+        "patient_id": "Patient/P1", "employer_id": "EMP-0001", "referral_date": "2024-01-07", "status": "scheduled",
+        "specialty_requested": "Cardiology", "updated_at": "2024-01-08T00:00:00Z",
+    }
+    assert issues("referrals", SERVICE_REQUEST) == []
+    assert issues("referrals", {**SERVICE_REQUEST, "intent": None})[0].startswith("fhir_invalid:ServiceRequest")
+
+
+def test_a_joined_column_from_an_unmapped_column_is_a_config_error(tmp_path: Path) -> None:
+    conf = _with_entity(tmp_path, "        joined: {diagnosis_code: {from: diagnoses.no_such_column, by: encounter}}\n")
+    with pytest.raises(ConfigError, match=r"encounters\.joined\.diagnosis_code' names diagnoses\.no_such_column"):
+        load_config(conf, env={})
+    conf = _with_entity(tmp_path, "        joined: {diagnosis_code: diagnoses.diagnosis_code}\n")
+    with pytest.raises(ConfigError, match=r"encounters\.joined\.diagnosis_code' must be \{from: "):
+        load_config(conf, env={})
 
 
 def test_the_raw_row_keeps_type_id_and_the_resource_text() -> None:
@@ -224,6 +315,28 @@ def test_references_resolve_to_the_target_column_and_unresolved_ones_are_flagged
     assert_df_equality(out.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
 
 
+def test_joined_columns_come_from_the_latest_resource_pointing_at_the_row(spark) -> None:
+    raw = spark.createDataFrame(
+        [("E1", None, "hospital_d"), ("E2", None, "hospital_d"), ("E3", '["fhir_check:x"]', "hospital_d"),
+         ("A1", None, "hospital_a")],
+        "fhir_resource_id string, fhir_issues string, _source_system string").withColumn(
+        "diagnosis_code", F.when(F.col("_source_system") == "hospital_a", F.lit("J45")))
+    at = datetime(2024, 1, 1)
+    conditions = spark.createDataFrame(
+        [("Encounter/E1", "I10", None, at, "hospital_d"), ("urn:uuid:E1", "I11", None, datetime(2024, 2, 1), "hospital_d"),
+         ("Encounter/E3", "E11", '["fhir_check:diagnosis_code_system"]', at, "hospital_d"),
+         ("Encounter/E2", "Z00", None, at, "hospital_a"), ("Encounter/E404", "R51", None, at, "hospital_d")],
+        "encounter string, diagnosis_code string, fhir_issues string, _ingested_at timestamp, _source_system string")
+    out = join_referencing(raw, D, D.entities["encounters"], {"diagnoses": conditions})
+    expected = spark.createDataFrame(
+        [("E1", "I11", None, "hospital_d"),
+         ("E2", None, None, "hospital_d"),  # the only Condition naming E2 is another source's
+         ("E3", "E11", '["fhir_check:x","diagnoses:fhir_check:diagnosis_code_system"]', "hospital_d"),
+         ("A1", "J45", None, "hospital_a")],
+        "fhir_resource_id string, diagnosis_code string, fhir_issues string, _source_system string")
+    assert_df_equality(out.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
+
+
 # -- reading files on executors ----------------------------------------------------------------------
 
 def test_ndjson_and_bundle_files_read_into_raw_rows(spark, config: Config, tmp_path: Path) -> None:
@@ -286,8 +399,15 @@ def test_fhir_hospital_flows_to_processed_and_bad_resources_are_quarantined(spar
         ENCOUNTER,
         {**ENCOUNTER, "id": "E2", "participant": [{"individual": {"reference": "Practitioner/pr-404"}}]},
         no_status))
+    land(config, "hospital_d/bulk/PractitionerRole_1.ndjson", ndjson(PRACTITIONER_ROLE))
+    land(config, "hospital_d/bulk/Condition_1.ndjson", ndjson(CONDITION, {**CONDITION, "id": "dx-2", "encounter": {"reference": "Encounter/E2"}}))
+    to_pr1 = {**SERVICE_REQUEST, "performer": [{"identifier": {"system": "http://hl7.org/fhir/sid/us-npi", "value": "1234567893"}}]}
+    land(config, "hospital_d/bulk/ServiceRequest_1.ndjson", ndjson(to_pr1, {**to_pr1, "id": "R2", "subject": {"reference": "Patient/P404"}}))
     land(config, "hospital_d/bundles/b1.json", json.dumps({"resourceType": "Bundle", "type": "collection", "entry": [
         {"resource": {**PATIENT, "id": "P3", "name": [{"use": "official", "family": "Three", "given": ["Cy"]}]}},
+        {"resource": EXPLANATION_OF_BENEFIT},
+        {"resource": {**EXPLANATION_OF_BENEFIT, "id": "C2", "item": [{"sequence": 1, "encounter": [{"reference": "Encounter/E3"}],
+                                                                      "productOrService": {"text": "encounter"}}]}},
         {"resource": PROCEDURE},
         {"resource": {**PROCEDURE, "id": "PR2", "code": {"coding": [{"system": "http://snomed.info/sct", "code": "430193006"}]}}},
     ]}, indent=2))
@@ -296,7 +416,9 @@ def test_fhir_hospital_flows_to_processed_and_bad_resources_are_quarantined(spar
     assert ingest.status == "ok", ingest.notes
     # the Bundle is logged once for each entity it fed
     log = tables.read(table_uri(config, "raw", "_ingest_log")).where("file_name = 'hospital_d/bundles/b1.json'")
-    assert {(r.entity, r.rows) for r in log.collect()} == {("patients", 1), ("procedures", 2), ("providers", 0), ("encounters", 0)}
+    assert {(r.entity, r.rows) for r in log.collect()} == {
+        ("patients", 1), ("procedures", 2), ("claims", 2), ("providers", 0), ("encounters", 0),
+        ("provider_roles", 0), ("diagnoses", 0), ("referrals", 0)}
     raw = tables.read(table_uri(config, "raw", "encounters")).where("fhir_resource_id = 'E1'").first()
     assert json.loads(raw.fhir_resource) == ENCOUNTER and raw.npi == "Practitioner/pr-1"  # raw keeps what was sent
 
@@ -309,23 +431,58 @@ def test_fhir_hospital_flows_to_processed_and_bad_resources_are_quarantined(spar
     assert (encounter.encounter_id, encounter.npi, encounter.encounter_type, encounter.satisfaction_score, encounter.complication) == (
         "E1", "1234567893", "inpatient", 4, True)
     assert encounter.patient_key == patients.where("patient_id = 'P1'").first().patient_key
+    assert encounter.diagnosis_code == "I10"  # from the Condition naming E1
+    [provider] = tables.read(table_uri(config, "processed", "providers")).collect()
+    assert (provider.npi, provider.specialty, provider.taxonomy_code) == ("1234567893", "Cardiology", "207RC0000X")
+    [claim] = tables.read(table_uri(config, "processed", "claims")).collect()
+    assert (claim.claim_id, claim.patient_source_system, claim.encounter_key, claim.patient_key, claim.npi, claim.status) == (
+        "C1", "hospital_d", encounter.encounter_key, encounter.patient_key, "1234567893", "PAID")
+    assert (float(claim.billed_amount), float(claim.allowed_amount), float(claim.paid_amount)) == (200.5, 100.0, 80.0)
+    [referral] = tables.read(table_uri(config, "processed", "referrals")).collect()
+    assert (referral.referral_id, referral.referring_npi, referral.patient_key, str(referral.referral_date)) == (
+        "R1", "1234567893", encounter.patient_key, "2024-01-07")
     procedure = tables.read(table_uri(config, "processed", "procedures")).first()
     assert (procedure.procedure_id, procedure.encounter_key, procedure.units, float(procedure.charge_amount)) == (
         "PR1", encounter.encounter_key, 2, 1234.5)
 
     reasons = quarantined(tables, config)
-    assert set(reasons) == {("patients", "P2"), ("encounters", "E2"), ("encounters", "E3"), ("procedures", "PR2")}
+    assert set(reasons) == {("patients", "P2"), ("encounters", "E2"), ("encounters", "E3"), ("procedures", "PR2"),
+                            ("claims", "C2"), ("referrals", "R2")}
+    assert "orphan:encounter_key" in reasons[("claims", "C2")]  # its encounter E3 was quarantined
+    assert "reference_unresolved:patient_id" in reasons[("referrals", "R2")]
     assert any(r.startswith("fhir_invalid:Patient.birthDate: ") for r in reasons[("patients", "P2")])
     assert "date_unparseable:birth_date" in reasons[("patients", "P2")]
     assert reasons[("encounters", "E2")] == ["key_missing:npi", "reference_unresolved:npi"]
     assert any(r.startswith("fhir_invalid:Encounter: ") and "status" in r for r in reasons[("encounters", "E3")])
     assert reasons[("procedures", "PR2")] == ["code_invalid:procedure_code", "fhir_check:procedure_code_system"]
-    for entity in ("providers", "patients", "encounters", "procedures"):
+    for entity in ("providers", "patients", "encounters", "procedures", "claims", "referrals"):
         counts = process.counts(entity)
         assert counts.reconciles and counts.rows_in == counts.rows_valid + counts.rows_quarantined + counts.duplicates_dropped
 
     again = run_ingest(spark, config, tables, "r3")
     assert again.status == "nothing-to-do", again.notes
+
+    # A mapping change replayed from raw: department read from another element, and a new check
+    # that E1 (an inpatient stay) fails; landing is not read again.
+    from carelake.ops.replay import replay_entity
+
+    for f in Path(config.landing).rglob("*"):
+        f.unlink() if f.is_file() else None
+    entities = config.raw["sources"]["hospital_d"]["entities"]
+    changed = config.with_overrides(**{"sources": {"hospital_d": {**config.raw["sources"]["hospital_d"], "entities": {
+        **entities, "encounters": {**entities["encounters"],
+                                   "columns": {**entities["encounters"]["columns"], "department": "Encounter.class.code"},
+                                   "checks": {"outpatient": "Encounter.class.code != 'IMP'"}}}}}})
+    replayed, summary = replay_entity(spark, changed, tables, "hospital_d", "encounters", "r4")
+    assert replayed == 3 and set(summary.entities) == {"encounters", "procedures", "claims"}
+    assert {r.fhir_resource_id: r.department for r in tables.read(table_uri(config, "raw", "encounters")).collect()} == {
+        "E1": "IMP", "E2": "IMP", "E3": "IMP"}
+    assert tables.read(table_uri(config, "processed", "encounters")).count() == 0  # E1 now fails the new check
+    reasons = quarantined(tables, config)
+    assert "fhir_check:outpatient" in reasons[("encounters", "E1")]
+    assert "orphan:encounter_key" in reasons[("procedures", "PR1")]  # its encounter is quarantined now
+    for entity in summary.entities:
+        assert summary.counts(entity).reconciles, entity
 
 
 def test_a_foreign_producers_bundle_is_ingested(spark, config: Config, tmp_path: Path) -> None:
@@ -400,7 +557,8 @@ def test_the_generated_fhir_hospital_is_valid_r4_with_resolvable_references(conf
         model = getattr(importlib.import_module(f"fhir.resources.R4B.{r['resourceType'].lower()}"), r["resourceType"])
         model.model_validate(r)
         by_type.setdefault(r["resourceType"], {})[r["id"]] = r
-    assert set(by_type) == {"Practitioner", "Patient", "Encounter", "Procedure"}
+    assert set(by_type) == {"Practitioner", "PractitionerRole", "Patient", "Encounter", "Condition", "Procedure",
+                            "ExplanationOfBenefit", "ServiceRequest"}
     npis = [i["value"] for p in by_type["Practitioner"].values() for i in p["identifier"]]
     assert npis and all(luhn_ok(n) for n in npis)
     for encounter in by_type["Encounter"].values():
@@ -408,6 +566,12 @@ def test_the_generated_fhir_hospital_is_valid_r4_with_resolvable_references(conf
         assert encounter["participant"][0]["individual"]["reference"].removeprefix("Practitioner/") in by_type["Practitioner"]
     for procedure in by_type["Procedure"].values():
         assert procedure["encounter"]["reference"].removeprefix("Encounter/") in by_type["Encounter"]
+    # one Condition per Encounter and one PractitionerRole per Practitioner version, pointing at it
+    assert sorted(c["encounter"]["reference"] for c in by_type["Condition"].values()) == sorted(f"Encounter/{e}" for e in by_type["Encounter"])
+    assert {r["practitioner"]["reference"] for r in by_type["PractitionerRole"].values()} == {f"Practitioner/{p}" for p in by_type["Practitioner"]}
+    for claim in by_type["ExplanationOfBenefit"].values():
+        assert claim["item"][0]["encounter"][0]["reference"].removeprefix("Encounter/") in by_type["Encounter"]
+        assert claim["patient"]["reference"].removeprefix("Patient/") in by_type["Patient"]
     assert sum(f.rows for f in manifest.files) == len(resources)
 
 
@@ -419,3 +583,63 @@ def test_generated_fhir_defects_are_in_the_resources_they_name(config: Config, t
             continue
         ids = [r.get("id") for r in _resources(tmp_path / d.file) if r["resourceType"] == D.entities[d.entity].resource]
         assert ids[d.row] == (f"pr-{d.key}" if d.entity == "providers" else d.key), d
+
+
+def test_each_claim_and_referral_is_sent_once_by_its_source_of_record(config: Config, tmp_path: Path) -> None:
+    """hospital_d's own claims and referrals come as FHIR only; the clearinghouse and the CRM carry the rest."""
+    import csv
+
+    from carelake.generate import generate
+
+    def ids(root: Path, manifest, entity: str, system: str) -> list[str]:
+        files = sorted({f.path for f in manifest.files if f.entity == entity and f.source_system == system})
+        if system == "hospital_d":
+            return [r["id"] for f in files for r in _resources(root / f)
+                    if r["resourceType"] == D.entities[entity].resource]
+        column = {"claims": "CLM_ID", "referrals": "referral_id"}[entity]
+        return [row[column] for f in files for row in csv.DictReader((root / f).open())]
+
+    both = generate(tmp_path / "both", config, scale=0.01, seed=7, months=2)
+    # the same world with hospital_d sending no claims nor referrals: the feeds then carry all of them
+    feeds_only = config.raw["sources"] | {"hospital_d": {**config.raw["sources"]["hospital_d"], "entities": {
+        k: v for k, v in config.raw["sources"]["hospital_d"]["entities"].items() if k not in ("claims", "referrals")}}}
+    alone = generate(tmp_path / "alone", config.with_overrides(sources=feeds_only), scale=0.01, seed=7, months=2)
+    for entity, feed in (("claims", "claims"), ("referrals", "crm")):
+        fhir_ids, feed_ids = ids(tmp_path / "both", both, entity, "hospital_d"), ids(tmp_path / "both", both, entity, feed)
+        everything = ids(tmp_path / "alone", alone, entity, feed)
+        assert fhir_ids and not set(fhir_ids) & set(feed_ids), entity
+        assert sorted(fhir_ids + feed_ids) == sorted(everything), entity  # none lost, none twice
+
+
+# -- replay from raw --------------------------------------------------------------------------------
+
+def test_replay_maps_stored_resources_again_with_the_changed_mapping(spark) -> None:
+    """Raw written under a mapping without satisfaction_score, another department path and a check; replayed by conf's."""
+    import dataclasses
+
+    from carelake.ingest.fhir_replay import replay_resources
+
+    current = D.entities["encounters"]
+    earlier = dataclasses.replace(current, paths={k: v for k, v in current.paths.items() if k != "satisfaction_score"} | {
+        "department": "Encounter.class.code"}, checks={"planned": "Encounter.status = 'planned'"})
+    no_status = {k: v for k, v in ENCOUNTER.items() if k != "status"} | {"id": "E2"}
+    old = ResourceMapper("Encounter", earlier.paths, earlier.checks)
+    names = [*earlier.paths, *fhir.RAW_COLUMNS]
+    rows = [dict(zip(names, old.row(r, json.dumps(r)), strict=True)) | {"_source_system": "hospital_d", "_corrupt_record": None}
+            for r in (ENCOUNTER, no_status)]
+    rows.append({"_source_system": "hospital_d", "_corrupt_record": "not JSON"})
+    rows.append({"department": "ER", "_source_system": "hospital_a", "_corrupt_record": None})
+    columns = [*names, "_corrupt_record", "_source_system", "_batch_id", "_row_hash"]
+    raw = spark.createDataFrame([tuple(r.get(c, "b1" if c == "_batch_id" else ("h" if c == "_row_hash" else None)) for c in columns) for r in rows],
+                                ", ".join(f"{c} string" for c in columns))
+    assert "satisfaction_score" not in raw.columns and raw.where("fhir_issues like '%fhir_check:planned%'").count() == 2
+
+    out = {(r._source_system, r.fhir_resource_id, r._corrupt_record): r for r in replay_resources(raw, D, current).collect()}
+    e1, e2 = out[("hospital_d", "E1", None)], out[("hospital_d", "E2", None)]
+    assert (e1.satisfaction_score, e1.department, e1.encounter_id, e1._batch_id) == ("4", "Cardiology", "E1", "b1")
+    assert e1.fhir_resource == json.dumps(ENCOUNTER) and e1.fhir_issues is None and e1._row_hash != "h"
+    assert e2.satisfaction_score == "4" and [i.split(":")[0] for i in json.loads(e2.fhir_issues)] == ["fhir_invalid"]
+    # what holds no resource, and other sources' rows, are as they were
+    assert out[("hospital_d", None, "not JSON")].department is None and out[("hospital_d", None, "not JSON")]._row_hash == "h"
+    other = out[("hospital_a", None, None)]
+    assert (other.department, other.satisfaction_score, other._row_hash) == ("ER", None, "h")

@@ -40,6 +40,18 @@ class SourceEntity:
     paths: dict[str, str] = field(default_factory=dict)
     references: dict[str, str] = field(default_factory=dict)
     checks: dict[str, str] = field(default_factory=dict)
+    # canonical column -> the column of another entity of this source whose resources point
+    # at this one (Condition.encounter -> Encounter): joined on that reference
+    joined: dict[str, JoinedColumn] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JoinedColumn:
+    """A FHIR column taken from the resources of ``entity`` whose ``by`` reference names this row's resource."""
+
+    entity: str
+    column: str
+    by: str
 
 
 @dataclass(frozen=True)
@@ -241,15 +253,23 @@ def _fhir_entity(tree: dict[str, Any], parsed: SourceEntity, espec: dict[str, An
         if column not in parsed.columns or target.count(".") != 1:
             raise ConfigError(f"{file}: key '{eprefix}.references.{column}' must name a mapped column and "
                               f"'<entity>.<column>' of the same source, found {target!r}")
+    joined = {}
+    for column, spec in (espec.get("joined") or {}).items():
+        source, by = (spec.get("from"), spec.get("by")) if isinstance(spec, dict) else (None, None)
+        if not isinstance(source, str) or source.count(".") != 1 or not isinstance(by, str) or column in parsed.columns:
+            raise ConfigError(f"{file}: key '{eprefix}.joined.{column}' must be {{from: <entity>.<column>, by: <reference column "
+                              f"of that entity>}} for a column not in '{eprefix}.columns', found {spec!r}")
+        joined[str(column)] = JoinedColumn(*source.split("."), by)
     return SourceEntity(
         entity=parsed.entity,
         path=parsed.path,
-        columns={c: c for c in parsed.columns},
+        columns={c: c for c in (*parsed.columns, *joined)},
         values=parsed.values,
         resource=resource,
         paths=dict(parsed.columns),
         references=references,
         checks=checks,
+        joined=joined,
     )
 
 
@@ -260,6 +280,11 @@ def _check_fhir_references(entities: dict[str, SourceEntity], prefix: str, file:
             if target_entity not in entities or target_column not in entities[target_entity].columns:
                 raise ConfigError(f"{file}: key '{prefix}.entities.{entity.entity}.references.{column}' names "
                                   f"{target!r}, which is not a mapped column of an entity of this source")
+        for column, join in entity.joined.items():
+            source = entities.get(join.entity)
+            if source is None or join.column not in source.paths or join.by not in source.paths:
+                raise ConfigError(f"{file}: key '{prefix}.entities.{entity.entity}.joined.{column}' names "
+                                  f"{join.entity}.{join.column} by {join.by!r}: both must be mapped columns of an entity of this source")
 
 
 def _build(tree: dict[str, Any], file: str) -> Config:

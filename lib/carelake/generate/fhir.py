@@ -1,8 +1,9 @@
 """Generated records as FHIR R4 resources: a hospital that sends bulk NDJSON and Bundles.
 
 Each entity's batch becomes resources of one type (providers -> Practitioner, patients ->
-Patient, encounters -> Encounter, procedures -> Procedure) in the shape that ``conf/``'s FHIR
-mapping reads: identifiers by system, coded elements with their code systems, references as
+Patient, encounters -> Encounter, procedures -> Procedure; with a PractitionerRole per
+Practitioner and a Condition per Encounter when conf joins specialty / diagnosis from them) in the
+shape that ``conf/``'s FHIR mapping reads: identifiers by system, coded elements with their code systems, references as
 ``<Type>/<id>``, and the columns FHIR has no element for as extensions. Value codes of the
 mapping (``gender: {female: F}``) are applied in reverse, as for the delimited layouts.
 A broken value (:class:`~carelake.generate.formats.Raw`) is written as a JSON string wherever it
@@ -28,8 +29,16 @@ HCPCS_SYSTEM = "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets"
 TAXONOMY_SYSTEM = "http://nucc.org/provider-taxonomy"
 IDENTIFIER_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0203"
 ACT_CODE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+CONDITION_CATEGORY_SYSTEM = "http://terminology.hl7.org/CodeSystem/condition-category"
+CLAIM_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/claim-type"
+ADJUDICATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/adjudication"
+SNOMED_SYSTEM = "http://snomed.info/sct"
 
-RESOURCE_TYPES = {"providers": "Practitioner", "patients": "Patient", "encounters": "Encounter", "procedures": "Procedure"}
+RESOURCE_TYPES = {"providers": "Practitioner", "patients": "Patient", "encounters": "Encounter", "procedures": "Procedure",
+                  "claims": "ExplanationOfBenefit", "referrals": "ServiceRequest"}
+# Resources written next to an entity's own when conf joins columns from them (``joined:``):
+# the PractitionerRole of each Practitioner (specialty), the Condition of each Encounter (diagnosis).
+COMPANION_TYPES = {"providers": "PractitionerRole", "encounters": "Condition"}
 
 
 def practitioner_id(npi: Any) -> str | None:
@@ -72,6 +81,10 @@ def _reference(kind: str, local_id: Any) -> dict[str, Any] | None:
     return None if local_id is None else {"reference": f"{kind}/{local_id}"}
 
 
+def _taxonomy(r: dict[str, Any]) -> dict[str, Any]:
+    return {"system": TAXONOMY_SYSTEM, "code": r.get("taxonomy_code"), "display": r.get("specialty")}
+
+
 class FhirRenderer:
     """Renders one entity's batches of a FHIR source system as resources."""
 
@@ -82,6 +95,14 @@ class FhirRenderer:
         if entity.resource != RESOURCE_TYPES[entity.entity]:
             raise ValueError(f"sources.{system.name}.entities.{entity.entity}.resource: the generator writes "
                              f"{RESOURCE_TYPES[entity.entity]}, found {entity.resource!r}")
+        companions = {j.entity for j in entity.joined.values()}
+        for name in companions:
+            found = system.entities[name].resource
+            if entity.entity not in COMPANION_TYPES or found != COMPANION_TYPES[entity.entity]:
+                raise ValueError(f"sources.{system.name}.entities.{name}.resource: the generator joins into "
+                                 f"{entity.entity} only {COMPANION_TYPES.get(entity.entity, 'nothing')}, found {found!r}")
+        self.companions = sorted(companions)  # the entities whose resources this one's rows also produce
+        self.companion_resources: dict[str, list[dict[str, Any]]] = {}  # of the last batch, per companion entity
         self.system = system
         self.entity = entity
         self.columns = list(entity.columns)
@@ -102,6 +123,12 @@ class FhirRenderer:
         n = len(batch[self.columns[0]])
         rows = ({c: self._coded(c, batch[c][i]) for c in self.columns} for i in range(n))
         build: Callable[[dict[str, Any]], dict[str, Any]] = getattr(self, f"_{self.entity.entity}")
+        rows = list(rows)
+        self.companion_resources = {}
+        if self.companions:
+            companion: Callable[[dict[str, Any]], dict[str, Any]] = getattr(self, f"_{self.entity.entity}_companion")
+            made = [_prune(companion(row)) for row in rows]
+            self.companion_resources = {name: made for name in self.companions}
         return [_prune(build(row)) for row in rows]
 
     def _providers(self, r: dict[str, Any]) -> dict[str, Any]:
@@ -118,8 +145,16 @@ class FhirRenderer:
             "active": r.get("active"),
             "name": [{"use": "official", "family": r.get("last_name"), "given": [r.get("first_name")]}],
             "address": [{"use": "work", "postalCode": r.get("zip")}],
-            "qualification": [{"code": {"coding": [{"system": TAXONOMY_SYSTEM, "code": r.get("taxonomy_code"),
-                                                    "display": r.get("specialty")}]}}],
+            "qualification": None if self.companions else [{"code": {"coding": [_taxonomy(r)]}}],
+        }
+
+    def _providers_companion(self, r: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "resourceType": "PractitionerRole",
+            "id": None if r["npi"] is None else f"role-{r['npi']}",
+            "meta": {"lastUpdated": _text(r.get("updated_at"))},
+            "practitioner": _reference("Practitioner", practitioner_id(r["npi"])),
+            "specialty": [{"coding": [_taxonomy(r)]}],
         }
 
     def _patients(self, r: dict[str, Any]) -> dict[str, Any]:
@@ -157,7 +192,21 @@ class FhirRenderer:
             "subject": _reference("Patient", r.get("patient_id")),
             "participant": [{"individual": _reference("Practitioner", practitioner_id(r.get("npi")))}],
             "period": {"start": _text(r.get("admit_date")), "end": _text(r.get("discharge_date"))},
-            "reasonCode": [{"coding": [{"system": ICD10_SYSTEM, "code": r.get("diagnosis_code")}]}],
+            "reasonCode": None if self.companions else [{"coding": [{"system": ICD10_SYSTEM, "code": r.get("diagnosis_code")}]}],
+        }
+
+    def _encounters_companion(self, r: dict[str, Any]) -> dict[str, Any]:
+        encounter = r["encounter_id"]
+        return {
+            "resourceType": "Condition",
+            "id": None if encounter is None else f"dx-{encounter}",
+            "category": [{"coding": [{"system": CONDITION_CATEGORY_SYSTEM, "code": "encounter-diagnosis"}]}],
+            "code": {"coding": [{"system": ICD10_SYSTEM, "code": r.get("diagnosis_code")}]},
+            # R4 requires a subject; a diagnosis of an encounter without a patient still names one
+            "subject": {"reference": f"Patient/{r.get('patient_id') if r.get('patient_id') is not None else 'unknown'}"},
+            "encounter": _reference("Encounter", encounter),
+            # a broken admit date is the Encounter's defect: planted once, there
+            "recordedDate": None if isinstance(r.get("admit_date"), Raw) else _text(r.get("admit_date")),
         }
 
     def _procedures(self, r: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +228,58 @@ class FhirRenderer:
             "encounter": _reference("Encounter", encounter),
             "performedDateTime": _text(r.get("procedure_date")),
             "performer": [{"actor": _reference("Practitioner", practitioner_id(r.get("npi")))}],
+        }
+
+
+    def _claims(self, r: dict[str, Any]) -> dict[str, Any]:
+        def total(category: str, cents: Any) -> dict[str, Any] | None:
+            amount = _money(cents)
+            return None if amount is None else {
+                "category": {"coding": [{"system": ADJUDICATION_SYSTEM, "code": category}]},
+                "amount": {"value": amount, "currency": "USD"}}
+
+        return {
+            "resourceType": "ExplanationOfBenefit",
+            "id": _text(r["claim_id"]),
+            "meta": {"lastUpdated": _text(r.get("updated_at"))},
+            "extension": [_extension("claim-status", "valueString", r.get("status"))],
+            "status": "active",
+            "type": {"coding": [{"system": CLAIM_TYPE_SYSTEM, "code": "institutional"}]},
+            "use": "claim",
+            # R4 requires a patient; a claim of an unknown patient still names one
+            "patient": {"reference": f"Patient/{r.get('patient_id') if r.get('patient_id') is not None else 'unknown'}"},
+            "billablePeriod": {"start": _text(r.get("service_date"))},
+            "created": _text(r.get("submitted_date")),
+            "insurer": {"display": r.get("payer")},
+            "provider": _reference("Practitioner", practitioner_id(r.get("npi"))),
+            "outcome": "complete",
+            "insurance": [{"focal": True, "coverage": {"display": r.get("payer")}}],
+            "item": [{"sequence": 1, "productOrService": {"text": "encounter"},
+                      "encounter": [_reference("Encounter", r.get("encounter_id"))]}],
+            "total": [total("submitted", r.get("billed_amount")), total("eligible", r.get("allowed_amount")),
+                      total("benefit", r.get("paid_amount"))],
+            "payment": {"date": _text(r.get("paid_date"))},
+        }
+
+    def _referrals(self, r: dict[str, Any]) -> dict[str, Any]:
+        def npi(value: Any) -> dict[str, Any] | None:
+            # by identifier: the provider referred to need not be one of this hospital's Practitioners
+            return None if value is None else {"identifier": {"system": NPI_SYSTEM, "value": _text(value)}}
+
+        return {
+            "resourceType": "ServiceRequest",
+            "id": _text(r["referral_id"]),
+            "meta": {"lastUpdated": _text(r.get("updated_at"))},
+            "extension": [_extension("referral-status", "valueString", r.get("status")),
+                          _extension("employer-id", "valueString", r.get("employer_id"))],
+            "status": "active",
+            "intent": "order",
+            "category": [{"coding": [{"system": SNOMED_SYSTEM, "code": "3457005", "display": "Patient referral"}]}],
+            "subject": {"reference": f"Patient/{r.get('patient_id') if r.get('patient_id') is not None else 'unknown'}"},
+            "authoredOn": _text(r.get("referral_date")),
+            "requester": npi(r.get("referring_npi")),
+            "performer": [npi(r.get("referred_to_npi"))],
+            "performerType": {"text": r.get("specialty_requested")},
         }
 
 

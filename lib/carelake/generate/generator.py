@@ -61,10 +61,14 @@ class _Writer:
         self.renderers: dict[tuple[str, str], Renderer] = {}
         self.fhir: dict[tuple[str, str], FhirRenderer] = {}
         self.month = 0  # which month is being written: FHIR sources send odd months as Bundles
-        self.pending: dict[str, list[tuple[str, list[dict], Batch, list[Injected]]]] = {}
+        self.pending: dict[str, list[tuple[str, list[dict], Batch | None, list[Injected]]]] = {}
         self.systems = config.sources
         for system in config.sources.values():
+            # a FHIR entity that only feeds another one's joined columns is written by that one's renderer
+            fed = {j.entity for e in system.entities.values() for j in e.joined.values()}
             for name, entity in system.entities.items():
+                if name in fed:
+                    continue
                 if name not in SPECS:
                     raise ValueError(
                         f"sources.{system.name}.entities.{name}: no generator for this entity; "
@@ -125,11 +129,20 @@ class _Writer:
         resources = renderer.resources(batch)
         if system.bundles and self.month % 2 == 1:
             self.pending.setdefault(system.name, []).append((entity_name, resources, batch, injected))
+            for name, companions in renderer.companion_resources.items():
+                self.pending[system.name].append((name, companions, None, []))
             return
         entity = system.entities[entity_name]
         path = file_name(entity, tag)
         self._save(system, entity, path, fhir.ndjson(resources), len(resources))
         self._record_fhir(system, entity_name, path, batch, injected)
+        for name, companions in renderer.companion_resources.items():
+            self._save(system, system.entities[name], file_name(system.entities[name], tag), fhir.ndjson(companions), len(companions))
+            self._record_companions(name, companions)
+
+    def _record_companions(self, entity_name: str, resources: list[dict]) -> None:
+        # their rows' defects are recorded once, on the entity that planted them
+        self.manifest.clean_rows[entity_name] = self.manifest.clean_rows.get(entity_name, 0) + len(resources)
 
     def _record_fhir(self, system: SourceSystem, entity_name: str, path: str, batch: Batch, injected: list[Injected]) -> None:
         spec = SPECS[entity_name]
@@ -155,7 +168,10 @@ class _Writer:
             for entity_name, resources, batch, injected in parts:
                 # One entry per entity the Bundle feeds: each entity reads its own resources from it.
                 self.manifest.files.append(FileEntry(path, name, entity_name, len(resources), digest))
-                self._record_fhir(system, entity_name, path, batch, injected)
+                if batch is not None:
+                    self._record_fhir(system, entity_name, path, batch, injected)
+                else:
+                    self._record_companions(entity_name, resources)
         self.pending.clear()
 
     def header_only(self, system: SourceSystem, entity_name: str, tag: str) -> None:
@@ -167,6 +183,19 @@ class _Writer:
         self.manifest.defects.append(Defect(HEADER_ONLY, system.name, entity_name, path,
                                             None, None, None, None))
         self.manifest.clean_rows.setdefault(entity_name, 0)
+
+
+def carried_by(system: SourceSystem, rows: Batch, senders: list[SourceSystem]) -> Batch:
+    """The rows of a claims or referrals batch that ``system`` sends, among ``senders`` of that entity.
+
+    A FHIR hospital that sends the entity is the source of record for its own patients' rows
+    (``patient_source_system``); the feed (clearinghouse, CRM) carries everyone else's. Each row
+    is sent once, so nothing arrives twice.
+    """
+    own = {s.name for s in senders if s.format == "fhir"}
+    keep = [i for i, h in enumerate(rows["patient_source_system"])
+            if (h == system.name if system.name in own else h not in own)]
+    return {c: [column[i] for i in keep] for c, column in ((c, list(v)) for c, v in rows.items())}
 
 
 def _population(hospitals: int, scale: float, rng: np.random.Generator, start: date
@@ -285,7 +314,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             claims = activity.claims_month(rng, claim_inputs, claim_seq)
             claim_seq += len(claims["claim_id"])
             for s in with_entity["claims"]:
-                writer.write(s, "claims", tag, {c: list(v) for c, v in claims.items()})
+                writer.write(s, "claims", tag, carried_by(s, claims, with_entity["claims"]))
         link_writer.month = m
         link_claims = []
         for h, w in zip(hospitals, weights.tolist(), strict=True):
@@ -308,7 +337,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             claims = activity.claims_month(link_rng, link_claims, link_claim_seq)
             link_claim_seq += len(claims["claim_id"])
             for s in with_entity["claims"]:
-                link_writer.write(s, "claims", f"{tag}-{LINKED_TAG}", {c: list(v) for c, v in claims.items()})
+                link_writer.write(s, "claims", f"{tag}-{LINKED_TAG}", carried_by(s, claims, with_entity["claims"]))
         if with_entity["referrals"] and hospitals:
             n = max(1, round(REFERRALS_PER_YEAR * scale / 12))
             referrals = activity.referrals_month(
@@ -316,7 +345,7 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
                 month_start, days, referral_seq)
             referral_seq += n
             for s in with_entity["referrals"]:
-                writer.write(s, "referrals", tag, {c: list(v) for c, v in referrals.items()})
+                writer.write(s, "referrals", tag, carried_by(s, referrals, with_entity["referrals"]))
         if with_entity["crm_activity"]:
             n = max(1, round(CRM_ACTIVITIES_PER_YEAR * scale / 12))
             crm = activity.crm_month(rng, n, providers, month_start, days, activity_seq)

@@ -92,7 +92,9 @@ def rollback_batch(spark: SparkSession, config: Config, tables: DeltaTables, bat
                 counts = _rollback_processed(tables, uri, entity, batch_id, metadata)
                 if counts["rows_deleted"]:
                     report[uri] = counts
-    deletes = [(table_uri(config, "raw", e), Rows.where(_batch_id=[batch_id])) for e in ENTITIES]
+    # raw also holds entities that only feed others (a FHIR source's Conditions, PractitionerRoles)
+    raw_entities = dict.fromkeys([*ENTITIES, *(e for s in config.sources.values() for e in s.entities)])
+    deletes = [(table_uri(config, "raw", e), Rows.where(_batch_id=[batch_id])) for e in raw_entities]
     deletes += [
         (table_uri(config, "processed", QUARANTINE_TABLE), Rows.where(batch_id=[batch_id])),
         (table_uri(config, "processed", BATCHES_TABLE), Rows.where(batch_id=[batch_id])),

@@ -241,20 +241,26 @@ def _check(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFr
 
 
 def _resolve(spark: SparkSession, config: Config, tables: DeltaTables, raw: DataFrame, system: SourceSystem, entity: str) -> DataFrame:
-    """``raw`` with a FHIR source's references replaced by the values they point to (joins on raw)."""
+    """``raw`` with a FHIR source's joined columns added and references replaced by the values
+    they point to (joins on raw)."""
     mapping = system.entities[entity]
-    if system.format != "fhir" or not mapping.references:
+    if system.format != "fhir" or not (mapping.references or mapping.joined):
         return raw
-    targets = {}
-    for target in mapping.references.values():
-        name, column = target.split(".")
+
+    def raw_of(name: str, *columns: str) -> DataFrame:
         uri = table_uri(config, "raw", name)
-        needed = ("_source_system", "_ingested_at", fhir.RESOURCE_ID, column)
+        needed = ("_source_system", "_ingested_at", fhir.RESOURCE_ID, *columns)
         found = tables.read(uri) if tables.exists(uri) else None
         if found is None or not set(needed) <= set(found.columns):
             # Nothing of that entity has arrived from this source yet: every reference is unresolved.
             found = spark.createDataFrame([], StructType([StructField(c, TimestampType() if c == "_ingested_at" else StringType()) for c in needed]))
-        targets[name] = found
+        return found
+
+    if mapping.joined:
+        sources = {j.entity: raw_of(j.entity, *{c for k in mapping.joined.values() if k.entity == j.entity for c in (k.column, k.by)})
+                   for j in mapping.joined.values()}
+        raw = fhir.join_referencing(raw, system, mapping, sources)
+    targets = {name: raw_of(name, column) for name, column in (t.split(".") for t in mapping.references.values())}
     return fhir.resolve_references(raw, system, mapping, targets)
 
 

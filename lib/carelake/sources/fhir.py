@@ -190,6 +190,44 @@ def resolve_references(raw: DataFrame, system: SourceSystem, entity: SourceEntit
     return out.drop(*(f"_unresolved_{i}" for i in range(len(flags))))
 
 
+def join_referencing(raw: DataFrame, system: SourceSystem, entity: SourceEntity, sources: dict[str, DataFrame]) -> DataFrame:
+    """Add each ``joined`` column of ``entity`` to ``system``'s rows, from the resources that point at them.
+
+    In: the raw table of ``entity`` (``raw``) and, per joined entity, its raw table
+    (``sources``). ``diagnosis_code: {from: diagnoses.diagnosis_code, by: encounter}`` gives an
+    Encounter row the ``diagnosis_code`` of the Condition whose ``encounter`` reference names
+    it (the latest version when several do: by ``updated_at`` when mapped, then arrival). That resource's own issues follow it into
+    ``fhir_issues`` as ``<entity>:<issue>`` (a joined value is no better than its resource).
+    Rows of other systems keep theirs.
+    """
+    out = raw
+    flags = []
+    for i, (column, join) in enumerate(sorted(entity.joined.items())):
+        if join.entity not in sources:
+            raise KeyError(f"join_referencing({entity.entity}): expected the raw rows of {join.entity!r} for {column!r}")
+        key, value, issues = f"_join_id_{i}", f"_join_value_{i}", f"_join_issues_{i}"
+        found = sources[join.entity]
+        source_issues_text = F.col(ISSUES) if ISSUES in found.columns else F.lit(None).cast(StringType())
+        # the latest version: by the producer's meta.lastUpdated when mapped, then by arrival
+        latest = F.struct(*([F.col("updated_at")] if "updated_at" in found.columns else []), F.col("_ingested_at"))
+        by_target = (
+            found.where((F.col("_source_system") == system.name) & F.col(join.by).isNotNull())
+            .groupBy(reference_id(F.col(join.by)).alias(key))
+            .agg(F.max_by(F.col(join.column), latest).alias(value), F.max_by(source_issues_text, latest).alias(issues))
+        )
+        mine = F.col("_source_system") == system.name
+        kept = F.col(column) if column in out.columns else F.lit(None).cast(StringType())
+        out = (out.withColumn(key, F.when(mine, F.col(RESOURCE_ID))).join(by_target, key, "left")
+               .withColumn(column, F.when(mine, F.col(value)).otherwise(kept)).drop(key, value))
+        prefix = F.lit(f"{join.entity}:")
+        flags.append(F.transform(source_issues(F.col(issues)), lambda issue: F.concat(prefix, issue)))  # noqa: B023 (applied now)
+    if not flags:
+        return out
+    all_issues = F.concat(source_issues(F.col(ISSUES)), *flags)
+    out = out.withColumn(ISSUES, F.when(F.size(all_issues) > 0, F.to_json(all_issues)).otherwise(F.col(ISSUES)))
+    return out.drop(*(f"_join_issues_{i}" for i in range(len(flags))))
+
+
 def source_issues(raw_issues: Column) -> Column:
     """The ``fhir_issues`` text of a raw row as ``array<string>`` (empty when none)."""
     return F.coalesce(F.from_json(raw_issues, ArrayType(StringType())), F.array().cast(ArrayType(StringType())))
