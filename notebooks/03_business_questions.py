@@ -139,36 +139,50 @@ if features is not None:
 
 # MAGIC %md
 # MAGIC ## 4. When the network needs to grow
-# MAGIC `expand_network` flags area x specialty x month cells where encounters plus leaked referrals
-# MAGIC exceed 90% of the capacity proxy (or meet no capacity at all).
+# MAGIC From `network_adequacy`: per patients' home area, specialty and month, the residents' demand
+# MAGIC against the providers active that month (`utilisation`), the distance to the nearest
+# MAGIC in-network provider (`nearest_provider_km`) and active providers per 100,000 residents
+# MAGIC against the specialty's ratio over all areas. `expansion_reason` lists every standard not met
+# MAGIC (thresholds under `curated.adequacy`; docs/measures.md, "Network adequacy").
 
 # COMMAND ----------
 
-if demand is not None:
-    flagged = demand.where("expand_network")
-    print(f"cells flagged for expansion: {flagged.count()} of {demand.count()}")
+from carelake.curated.adequacy import UNKNOWN_AREA, AdequacySettings  # noqa: E402
+
+adequacy = read_table(spark, config, "curated", "network_adequacy")
+if adequacy is not None:
+    standards = AdequacySettings.from_config(config)
+    areas = adequacy.where(F.col("zip3") != UNKNOWN_AREA)
+    flagged = areas.where("expand_network")
+    print(f"cells flagged for expansion: {flagged.count()} of {areas.count()}")
     display(
         flagged.groupBy("zip3", "specialty")
         .agg(F.count(F.lit(1)).alias("months_flagged"), F.max("service_month").alias("latest_month"),
-             F.sum("referrals_leaked").alias("referrals_leaked"))
-        .orderBy(F.col("months_flagged").desc())
+             F.round(F.max("utilisation"), 2).alias("max_utilisation"),
+             F.max("nearest_provider_km").alias("nearest_provider_km"),
+             F.round(F.min(F.col("providers_per_100k") / F.col("network_providers_per_100k")), 2).alias("min_ratio_share"),
+             F.array_join(F.array_sort(F.collect_set("expansion_reason")), " | ").alias("reasons"))
+        .orderBy(F.col("months_flagged").desc(), "zip3", "specialty")
         .limit(15)
     )
-    monthly = (
-        demand.where(F.col("service_month") != "unknown")
-        .groupBy("service_month")
-        .agg(F.sum("demand").alias("demand"), F.sum("capacity").alias("capacity"))
-        .orderBy("service_month").toPandas()
+    by_area = (
+        areas.where(F.col("active_providers") > 0)
+        .groupBy("zip3")
+        .agg(F.percentile("utilisation", 0.5).alias("utilisation"),
+             F.percentile(F.col("providers_per_100k") / F.col("network_providers_per_100k"), 0.5).alias("ratio_share"))
+        .orderBy("zip3").toPandas()
     )
-    if not monthly.empty:
-        fig, ax = plt.subplots(figsize=(9, 4))
-        ax.plot(monthly["service_month"], monthly["demand"], label="demand (encounters + leaked referrals)")
-        ax.plot(monthly["service_month"], monthly["capacity"], label="capacity proxy")
-        ax.set_title("Network demand against capacity")
-        ax.legend()
-        ax.set_xticks(ax.get_xticks()[:: max(1, len(monthly) // 12)])
-        plt.setp(ax.get_xticklabels(), rotation=45)
-        print("saved", save_figure(fig, config, "demand_vs_capacity.png"))
+    if not by_area.empty:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        left.bar(by_area["zip3"], by_area["utilisation"])
+        left.axhline(standards.utilisation_threshold, color="red", linestyle="--", label="expansion threshold")
+        left.set_title("Median utilisation by home area")
+        left.legend()
+        right.bar(by_area["zip3"], by_area["ratio_share"])
+        right.axhline(standards.min_ratio_share, color="red", linestyle="--", label="ratio standard")
+        right.set_title("Providers per 100k residents / network's")
+        right.legend()
+        print("saved", save_figure(fig, config, "network_adequacy_by_area.png"))
         plt.close(fig)
 
 # COMMAND ----------

@@ -16,7 +16,14 @@ import pytest
 from carelake.config import Config, load_config
 from carelake.generate import DEFECT_KINDS, MANIFEST_NAME, Manifest, generate
 from carelake.generate.formats import spark_to_strftime
-from carelake.generate.truth import ENCOUNTERS_FILE, PATIENTS_FILE, PROVIDERS_FILE, TRUTH_DIR
+from carelake.generate.reference import AREA_POPULATION_PATH
+from carelake.generate.truth import (
+    AREAS_FILE,
+    ENCOUNTERS_FILE,
+    PATIENTS_FILE,
+    PROVIDERS_FILE,
+    TRUTH_DIR,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SCALE = 0.01
@@ -134,6 +141,22 @@ def test_truth_describes_every_provider_patient_and_encounter(clean) -> None:
     patients = {(p["source_system"], p["patient_id"]) for p in _truth_rows(out, PATIENTS_FILE)}
     assert {(e["source_system"], e["patient_id"]) for e in encounters} <= patients
     assert {e["npi"] for e in encounters} <= {p["npi"] for p in providers}
+
+
+def test_area_population_is_the_patients_over_a_planted_market_share(config: Config, tmp_path: Path) -> None:
+    # Without the extra registrations every truth patient is one resident of their area.
+    out = tmp_path / "own"
+    generate(out, config, scale=SCALE, seed=42, months=1, persons=False)
+    with (out / AREA_POPULATION_PATH).open(encoding="utf-8") as f:
+        landed = {r["zip3"]: int(r["population"]) for r in csv.DictReader(f)}
+    areas = {a["zip3"]: a for a in _truth_rows(out, AREAS_FILE)}
+    patients: dict[str, int] = {}
+    for p in _truth_rows(out, PATIENTS_FILE):
+        patients[p["zip3"]] = patients.get(p["zip3"], 0) + 1
+    assert set(landed) == set(areas) == set(patients)
+    for zip3, area in areas.items():
+        assert int(area["population"]) == landed[zip3] == round(patients[zip3] / float(area["market_share"]))
+        assert 0.04 <= float(area["market_share"]) <= 0.06
 
 
 def test_readmissions_are_later_inpatient_stays_of_the_same_patient(clean) -> None:
@@ -283,7 +306,7 @@ def test_manifest_counts_equal_file_contents(config: Config, clean) -> None:
     assert manifest.parameters == {"scale": SCALE, "seed": 42, "defect_rate": 0.0,
                                    "start": "2024-01-01", "months": 12}
     written = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and TRUTH_DIR not in p.parts}
-    assert written - {MANIFEST_NAME} == {f.path for f in manifest.files}
+    assert written - {MANIFEST_NAME, AREA_POPULATION_PATH} == {f.path for f in manifest.files}
 
 
 def test_scale_001_volumes(clean) -> None:

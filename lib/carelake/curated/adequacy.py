@@ -4,7 +4,10 @@ against the providers practising there in that month, and when the network must 
 Unlike :func:`carelake.curated.demand.network_demand_by_zip`, demand is counted where the
 patients live (all their encounters and non-cancelled referrals, wherever they were treated),
 supply from the providers active in each month (dim_provider history, not today's roster), and
-capacity in units of a typical provider's sustained monthly throughput of the specialty.
+capacity in units of a typical provider's sustained monthly throughput of the specialty. Two
+access standards sit beside utilisation: the distance from the area to the nearest active
+in-network provider of the specialty, and active providers per 100,000 residents against the
+specialty's ratio over all areas (residents from the landed reference ``area_population``).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.errors import AnalysisException
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from carelake.config import Config, ConfigError
@@ -23,6 +27,9 @@ from carelake.curated.metrics import RATIO_DIGITS, in_effect_first, in_window, r
 CANCELLED_STATUS = "cancelled"
 UNKNOWN_AREA = "unknown"  # patients without a known home zip3: counted, never flagged
 REASON_NO_PROVIDER = "no active provider"
+REASON_SEPARATOR = "; "
+PER_RESIDENTS = 100_000
+POPULATION_SCHEMA = "zip3 string, population long"
 
 COLUMNS: dict[str, str] = {
     "zip3": "Patients' home area (Safe Harbor zip3); 'unknown' for patients without one",
@@ -38,9 +45,16 @@ COLUMNS: dict[str, str] = {
     "over its providers of each provider's median monthly encounters (months with encounters, to as_of)",
     "capacity": "active_providers x throughput_per_provider",
     "utilisation": "demand / capacity; null without capacity",
-    "expand_network": "True when the area's residents need more than its active providers sustain "
-    "(see expansion_reason)",
-    "expansion_reason": "Why expand_network is set: 'utilisation above <threshold>' or 'no active provider' "
+    "nearest_provider_km": "Great-circle km from the area's centroid to the practice zip of the nearest provider of the "
+    "specialty active at the month's end and in a network (network_id set), in any area; null when none is located",
+    "population": "Residents of the area (reference area_population); null when not known",
+    "providers_per_100k": "active_providers per 100,000 residents; null without population",
+    "network_providers_per_100k": "The specialty's active providers per 100,000 residents over all areas with a "
+    "known population, that month: the benchmark of providers_per_100k",
+    "expand_network": "True when the area's residents need more than its active providers sustain, or an access "
+    "standard is not met (see expansion_reason)",
+    "expansion_reason": "Every reason met, '; '-separated in this order: 'no active provider', 'utilisation above "
+    "<threshold>', 'nearest provider beyond <km> km', 'providers per 100k below <share> of the network's' "
     "(demand of at least curated.adequacy.min_demand); null otherwise",
 }
 
@@ -55,6 +69,14 @@ class AdequacySettings:
     utilisation_threshold: float = 2.0
     # Months with less demand than this are too thin to call a shortage on (a few visits).
     min_demand: int = 5
+    # 40 km (about 25 miles): the order of the maximum distances Medicare Advantage sets for
+    # specialists in metro counties. Every generated practice zip is within 23 km of its area's
+    # centroid, so only an area with no provider of the specialty nearby fails it.
+    max_distance_km: float = 40.0
+    # An area with fewer than 0.6 x the specialty's providers per 100,000 residents over all
+    # areas. Relative, because the generated specialties differ in size (no one absolute ratio
+    # fits all of them); the planted shortage area keeps about half its providers.
+    min_ratio_share: float = 0.6
 
     @classmethod
     def from_config(cls, config: Config) -> AdequacySettings:
@@ -73,6 +95,9 @@ class AdequacySettings:
         if settings.utilisation_threshold <= 0 or settings.min_demand < 0:
             raise ConfigError(f"{where}: expected utilisation_threshold > 0 and min_demand >= 0, found "
                               f"{settings.utilisation_threshold} and {settings.min_demand}")
+        if settings.max_distance_km <= 0 or not 0 <= settings.min_ratio_share <= 1:
+            raise ConfigError(f"{where}: expected max_distance_km > 0 and 0 <= min_ratio_share <= 1, found "
+                              f"{settings.max_distance_km} and {settings.min_ratio_share}")
         return settings
 
 
@@ -98,6 +123,8 @@ def network_adequacy(
     patient_zip3: DataFrame,
     as_of: date,
     settings: AdequacySettings = AdequacySettings(),
+    distances: DataFrame | None = None,
+    population: DataFrame | None = None,
 ) -> DataFrame:
     """``fact_encounter`` (encounter_key, patient_token, npi, admit_date), ``fact_referral``
     (patient_token, referring_npi, referred_to_npi, referral_date, status, specialty_requested),
@@ -105,9 +132,13 @@ def network_adequacy(
     zip3 (patient_token, zip3) -> one row per home zip3 x specialty x month from the first month
     with an encounter or referral to ``as_of``'s month (:data:`COLUMNS`).
 
+    ``distances``: (zip3, zip, distance_km) from each home area to each provider practice zip
+    (:func:`carelake.geo.area_to_zip_distances`); without it ``nearest_provider_km`` is null.
+    ``population``: (zip3, population) residents per area (:func:`read_area_population`);
+    without it the ratio columns are null. Neither standard is judged on a null.
+
     A cell is kept when it has demand or active providers. ``expand_network`` is set when
-    demand >= ``settings.min_demand`` and either no provider of the specialty is active in the
-    area (``no active provider``) or utilisation > ``settings.utilisation_threshold``.
+    demand >= ``settings.min_demand`` and any reason of :func:`flag_expansion` is met.
     """
     home = patient_zip3.select("patient_token", F.col("zip3").alias("_home"))
     area = F.coalesce(F.col("_home"), F.lit(UNKNOWN_AREA)).alias("zip3")
@@ -152,8 +183,8 @@ def network_adequacy(
     # yet recorded then is not supply.
     end_of_day = F.date_add(F.col("_month_end"), 1).cast("timestamp")
     at_month_end = (
-        providers.where(F.col("active")).select("npi", F.col("specialty").alias("_specialty"),
-                                                zip3_of(F.col("zip")).alias("_zip3"), "valid_from", "valid_to")
+        providers.where(F.col("active")).select("npi", F.col("specialty").alias("_specialty"), F.col("zip").alias("_zip"),
+                                                zip3_of(F.col("zip")).alias("_zip3"), "network_id", "valid_from", "valid_to")
         .join(F.broadcast(months), (F.col("valid_from") < end_of_day)
               & (F.coalesce(F.col("valid_to"), F.lit("9999-12-31").cast("timestamp")) >= end_of_day))
         .where(F.col("_zip3").isNotNull())
@@ -167,6 +198,17 @@ def network_adequacy(
         care.join(asked, cells, "full").join(supply, cells, "full").join(F.broadcast(throughput), "specialty", "left")
         .join(months.select("service_month"), "service_month", "left_semi")
     )
+    if distances is not None:
+        joined = joined.join(_nearest_provider(at_month_end, distances), cells, "left")
+    else:
+        joined = joined.withColumn("nearest_provider_km", F.lit(None).cast("double"))
+    if population is not None:
+        residents = F.broadcast(population.select("zip3", F.col("population").cast("long")))
+        joined = (joined.join(residents, "zip3", "left")
+                  .join(F.broadcast(_network_ratio(supply, residents)), ["specialty", "service_month"], "left"))
+    else:
+        joined = joined.select("*", F.lit(None).cast("long").alias("population"),
+                               F.lit(None).cast("double").alias("network_providers_per_100k"))
     encounters_n = F.coalesce("encounters", F.lit(0))
     referrals_n = F.coalesce("referrals", F.lit(0))
     demand = encounters_n + referrals_n
@@ -183,20 +225,80 @@ def network_adequacy(
         "throughput_per_provider",
         capacity.alias("capacity"),
         utilisation.alias("utilisation"),
+        "nearest_provider_km",
+        "population",
+        ratio(providers_n * PER_RESIDENTS, F.col("population")).alias("providers_per_100k"),
+        "network_providers_per_100k",
     )
     return flag_expansion(measures, settings)
 
 
+def _nearest_provider(at_month_end: DataFrame, distances: DataFrame) -> DataFrame:
+    """Active provider versions at each month's end (npi, _specialty, _zip, network_id,
+    service_month) and area-to-zip distances -> zip3 x specialty x month with the distance to
+    the nearest in-network one (a provider with a network_id: flag_leaked treats a receiver
+    without one as outside the network)."""
+    in_network = at_month_end.where(F.col("network_id").isNotNull() & F.col("_zip").isNotNull())
+    km = F.broadcast(distances.select("zip3", F.col("zip").alias("_zip"), "distance_km"))
+    return in_network.join(km, "_zip").groupBy(
+        "zip3", F.col("_specialty").alias("specialty"), "service_month"
+    ).agg(F.min("distance_km").alias("nearest_provider_km"))
+
+
+def _network_ratio(supply: DataFrame, residents: DataFrame) -> DataFrame:
+    """Per specialty and month, active providers per 100,000 residents over the areas with a
+    known population (every such area's residents in the denominator, with or without a
+    provider of the specialty)."""
+    everyone = residents.agg(F.sum("population").alias("_residents"))
+    counted = supply.join(residents.select("zip3"), "zip3", "left_semi").groupBy("specialty", "service_month").agg(
+        F.sum("active_providers").alias("_providers"))
+    return counted.crossJoin(everyone).select(
+        "specialty", "service_month",
+        ratio(F.col("_providers") * PER_RESIDENTS, F.col("_residents")).alias("network_providers_per_100k"))
+
+
 def flag_expansion(measures: DataFrame, settings: AdequacySettings) -> DataFrame:
-    """Adequacy rows (zip3, demand, active_providers, utilisation; any ``expand_network`` /
+    """Adequacy rows (zip3, demand, active_providers, utilisation, nearest_provider_km,
+    providers_per_100k, network_providers_per_100k; any ``expand_network`` /
     ``expansion_reason`` they carry are replaced) -> the same plus the expansion signal under
-    ``settings``, so other thresholds can be tried without recomputing the measures."""
-    threshold = settings.utilisation_threshold
-    demand, utilisation = F.col("demand"), F.col("utilisation")
-    reason = (
-        F.when((F.col("zip3") == UNKNOWN_AREA) | (demand < settings.min_demand), F.lit(None).cast("string"))
-        .when(F.col("active_providers") == 0, F.lit(REASON_NO_PROVIDER))
-        .when(utilisation > threshold, F.lit(f"utilisation above {threshold:g}"))
-    )
+    ``settings``, so other thresholds can be tried without recomputing the measures.
+
+    ``expansion_reason`` lists every reason met (see :data:`COLUMNS`), none for the unknown
+    area or demand below ``settings.min_demand``; a null measure meets no reason."""
+    threshold, km, share = settings.utilisation_threshold, settings.max_distance_km, settings.min_ratio_share
+    reasons = [
+        (F.col("active_providers") == 0, REASON_NO_PROVIDER),
+        (F.col("utilisation") > threshold, f"utilisation above {threshold:g}"),
+        (F.col("nearest_provider_km") > km, f"nearest provider beyond {km:g} km"),
+        (F.col("providers_per_100k") < share * F.col("network_providers_per_100k"),
+         f"providers per 100k below {share:g} of the network's"),
+    ]
+    # concat_ws skips nulls: each reason is its text when met, else null.
+    met = F.concat_ws(REASON_SEPARATOR, *(F.when(condition, F.lit(text)) for condition, text in reasons))
+    judged = (F.col("zip3") != UNKNOWN_AREA) & (F.col("demand") >= settings.min_demand)
+    reason = F.when(judged & (met != ""), met)
     kept = measures.drop("expand_network", "expansion_reason")
     return kept.select(*kept.columns, reason.isNotNull().alias("expand_network"), reason.alias("expansion_reason"))
+
+
+def read_area_population(spark: SparkSession, uri: str) -> DataFrame | None:
+    """The reference file of residents per area (CSV with a header: zip3, population; a few
+    rows, one per area) -> (zip3, population); None when there is no file at ``uri``. A row
+    that is not a 3-digit zip3 with a positive whole population, or a zip3 given twice, is an
+    error naming the file and the row: a wrong denominator would skew every ratio."""
+    try:
+        rows = spark.read.csv(uri, header=True, schema="zip3 string, population string").collect()
+    except AnalysisException as exc:
+        if "PATH_NOT_FOUND" in str(exc) or "Path does not exist" in str(exc):
+            return None
+        raise
+    seen: set[str] = set()
+    parsed = []
+    for line, row in enumerate(rows, start=2):
+        zip3, count = (row["zip3"] or "").strip(), (row["population"] or "").strip()
+        if not (len(zip3) == 3 and zip3.isdigit() and count.isdigit() and int(count) > 0) or zip3 in seen:
+            raise ValueError(f"{uri}, line {line}: expected a new 3-digit zip3 and a positive whole population, "
+                             f"found zip3={row['zip3']!r}, population={row['population']!r}")
+        seen.add(zip3)
+        parsed.append((zip3, int(count)))
+    return spark.createDataFrame(parsed, POPULATION_SCHEMA)

@@ -34,17 +34,19 @@ from pyspark.sql.types import DateType, LongType, StringType, StructField, Struc
 
 from carelake.config import Config
 from carelake.curated import kpi
-from carelake.curated.adequacy import AdequacySettings, network_adequacy
+from carelake.curated.adequacy import AdequacySettings, network_adequacy, read_area_population
 from carelake.curated.demand import network_demand_by_zip
 from carelake.curated.features import provider_features
 from carelake.curated.outcomes import provider_outcomes, provider_outcomes_by_npi
 from carelake.curated.patients import patient_summary
 from carelake.curated.procedures import provider_procedure_stats
 from carelake.delta import MergeSpec, Rows
+from carelake.generate.reference import AREA_POPULATION_PATH
+from carelake.geo import area_to_zip_distances
 from carelake.privacy import tokenise_patient_key
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
-from carelake.storage import table_uri
+from carelake.storage import is_remote, join_uri, spark_uri, table_uri, to_local_path
 
 if TYPE_CHECKING:
     from carelake.delta import DeltaTables
@@ -318,8 +320,10 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     )
     sync("network_demand_by_zip", demand, None)
     # Recomputed whole, like the demand table: capacity comes from every provider's months.
+    homes = tables.read(curated["patient_summary"])
     adequacy = network_adequacy(
-        enc, refs, providers, tables.read(curated["patient_summary"]), as_of, AdequacySettings.from_config(config)
+        enc, refs, providers, homes, as_of, AdequacySettings.from_config(config),
+        distances=_area_distances(spark, homes, providers), population=_area_population(spark, config, summary),
     )
     sync("network_adequacy", adequacy, None)
 
@@ -342,6 +346,27 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     )
     summary.tables[state_uri] = tables.write(state, state_uri, mode="overwrite", commit_metadata=meta).version
     return summary.finish()
+
+
+def _area_distances(spark: SparkSession, homes: DataFrame, providers: DataFrame) -> DataFrame:
+    """Distances from every home area to every provider practice zip: both lists are small
+    (areas, distinct zips), and the centroids come from a Python package, so they are built
+    on the driver and broadcast."""
+    areas = [r[0] for r in homes.select("zip3").distinct().collect()]
+    zips = [r[0] for r in providers.select("zip").distinct().collect()]
+    return area_to_zip_distances(spark, areas, zips)
+
+
+def _area_population(spark: SparkSession, config: Config, summary: StageSummary) -> DataFrame | None:
+    """Residents per area from the landed reference file (``curated.area_population``, relative
+    to the landing zone); without it the provider ratio is not judged, and the run says so."""
+    relative = config.section("curated").get("area_population") or AREA_POPULATION_PATH
+    uri = join_uri(config.landing, relative)
+    uri = spark_uri(uri) if is_remote(uri) else to_local_path(uri)
+    population = read_area_population(spark, uri)
+    if population is None:
+        summary.notes.append(f"no area population at {uri}: providers per 100k not judged")
+    return population
 
 
 TOP_MIN_CASES = 5  # fewer cases of the ranked measure: too few to call a provider top

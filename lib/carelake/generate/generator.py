@@ -16,6 +16,7 @@ import numpy as np
 
 from carelake.config import Config, SourceEntity, SourceSystem
 from carelake.generate import activity, fhir
+from carelake.generate import reference as ref
 from carelake.generate.defects import HEADER_ONLY, SPECS, TRUNCATED_LINE, Injected, inject
 from carelake.generate.fhir import FhirRenderer
 from carelake.generate.formats import Renderer, file_name
@@ -31,7 +32,7 @@ from carelake.generate.persons import (
     plant_persons,
 )
 from carelake.generate.truth import TruthWriter
-from carelake.generate.world import Batch, Patients, Providers
+from carelake.generate.world import Batch, Patients, Providers, area_population
 
 # Volumes at scale 1 over twelve months.
 ENCOUNTERS_PER_YEAR = 100_000
@@ -209,6 +210,14 @@ def _population(hospitals: int, scale: float, rng: np.random.Generator, start: d
     return weights, providers, patients
 
 
+def _write_area_population(out: Path, residents: np.ndarray) -> None:
+    """The reference file of residents per area (zip3, population)."""
+    target = out / ref.AREA_POPULATION_PATH
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["zip3,population"] + [f"{zip3},{n}" for (zip3, _, _), n in zip(ref.ZIP_AREAS, residents.tolist(), strict=True)]
+    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 def _before(start: date) -> datetime:
     return datetime(start.year, start.month, start.day) - timedelta(days=1)
 
@@ -360,8 +369,10 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
         if csv_hospitals:
             month_start, _ = _month(start, months // 2)
             writer.header_only(csv_hospitals[0], "encounters", month_start.strftime("%Y-%m") + "-resend")
+    market_share, residents = area_population(seed, patients)
+    _write_area_population(out, residents)
     truth.finish(providers, [(h.name, p[index[h.name]]) for p in (patients, linked) for h in hospitals],
-                 activity.planted_effects())
+                 activity.planted_effects(), (market_share, residents))
     truth.persons(who)
     manifest.write(out)
     return manifest

@@ -87,6 +87,9 @@ ZIP_AREAS: tuple[tuple[str, str, str], ...] = (
     ("303", "Atlanta", "404"),
 )
 ZIPS_PER_AREA = 15
+# Residents per area, landed as reference data beside the source files (not a source entity:
+# ingest's globs do not match it); the aggregates stage reads it for providers per 100,000.
+AREA_POPULATION_PATH = "reference/area_population.csv"
 
 NEIGHBOURHOODS: dict[str, tuple[str, ...]] = {
     "606": ("North Shore", "Lincoln Park", "Lakeview", "Hyde Park", "Wicker Park"),

@@ -70,11 +70,12 @@ class TruthWriter:
                    zip(persons.source_system, persons.patient_id, persons.person_id, persons.variations,
                        persons.twin_of, strict=True))
 
-    def finish(self, providers: Providers, patients: Sequence[tuple[str, Patients]], effects: dict[str, Any]) -> Path:
+    def finish(self, providers: Providers, patients: Sequence[tuple[str, Patients]], effects: dict[str, Any],
+               population: tuple[Any, Any]) -> Path:
         """Write the provider, specialty history, patient, area and effect files; the folder.
 
         ``patients``: (source system, its patients) per hospital; ``effects``: the planted
-        effect sizes (JSON-ready)."""
+        effect sizes (JSON-ready); ``population``: (market share, residents) per area."""
         self._encounters.close()
         folder = self.folder
         _write_csv(folder / PROVIDERS_FILE,
@@ -92,8 +93,11 @@ class TruthWriter:
                    ((system, pats.columns["patient_id"][i], int(pats.age[i]), round(float(pats.risk[i]), 6),
                      pats.chronic_code[i], ref.ZIP_AREAS[int(pats.area[i])][0])
                     for system, pats in patients for i in range(len(pats))))
-        _write_csv(folder / AREAS_FILE, ("zip3", "city", "demand_growth", "provider_shortage", "providers_kept_share"),
-                   ((zip3, city, DEMAND_GROWTH[a], a in SHORT_AREAS, SHORT_AREA_KEEP if a in SHORT_AREAS else 1.0)
+        share, residents = population
+        _write_csv(folder / AREAS_FILE, ("zip3", "city", "demand_growth", "provider_shortage", "providers_kept_share",
+                                         "market_share", "population"),
+                   ((zip3, city, DEMAND_GROWTH[a], a in SHORT_AREAS, SHORT_AREA_KEEP if a in SHORT_AREAS else 1.0,
+                     round(float(share[a]), 6), int(residents[a]))
                     for a, (zip3, city, _) in enumerate(ref.ZIP_AREAS)))
         (folder / EFFECTS_FILE).write_text(
             json.dumps({**effects, "chronic_codes": list(CHRONIC_CODES)}, indent=1, sort_keys=True) + "\n",

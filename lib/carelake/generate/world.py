@@ -75,6 +75,24 @@ CASE_MIX_PULL_QUALITY = 0.8
 MIN_CODES_TO_SPECIALISE = 3
 # Planted yearly growth of each area's patient demand (index = area).
 DEMAND_GROWTH = (0.0, 0.05, 0.30, -0.10, 0.15)
+# Each area's residents = its generated patients / a planted market share (the share of the
+# area's residents who are our patients), so the population grows with the scale like every
+# other volume and providers per 100,000 residents do not depend on it. Drawn from a stream of
+# its own (POPULATION_SEED_OFFSET), so no other generated record moves.
+POPULATION_SEED_OFFSET = 16002
+MARKET_SHARE_RANGE = (0.045, 0.055)
+
+
+def area_population(seed: int, patients: list[Patients]) -> tuple[np.ndarray, np.ndarray]:
+    """(market share, residents) per area (index = reference.ZIP_AREAS) for the hospitals' own
+    patients (one record per person; the linked extra registrations are the same people)."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, POPULATION_SEED_OFFSET]))
+    n_areas = len(ref.ZIP_AREAS)
+    share = rng.uniform(*MARKET_SHARE_RANGE, size=n_areas)
+    counts = np.bincount(np.concatenate([p.area for p in patients]).astype(int), minlength=n_areas)
+    return share, np.maximum(1, np.round(counts / share)).astype(int)
+
+
 # Patient risk: a log-odds shift from age and a frailty partly visible as a chronic diagnosis.
 RISK_AGE_PER_YEAR = 0.03
 CHRONIC_CODES = ("I50.9", "N18.4", "J44.9")
