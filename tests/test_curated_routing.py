@@ -12,6 +12,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from carelake.config import ConfigError
 from carelake.curated.routing import COLUMNS, RoutingSettings, referral_routing, route_referral
+from carelake.delta import open_tables
+from carelake.storage import table_uri
 
 AS_OF = date(2024, 6, 30)
 START, OPEN = datetime(2023, 12, 31), datetime(9999, 12, 31)
@@ -154,3 +156,28 @@ def test_settings_come_from_config_and_bad_values_are_rejected(base_config) -> N
                            ({"quality_weight": 1.5}, "quality_weight <= 1"), ({"min_cases": "many"}, "expected a number")]:
         with pytest.raises(ConfigError, match=message):
             RoutingSettings.from_config(base_config.with_overrides(**{"curated.routing": block}))
+
+
+def test_the_aggregates_stage_writes_the_table_by_the_rules(spark: SparkSession, tiny_lake: dict) -> None:
+    """The shared tiny lakehouse after a full run (tests/tiny_lake.py): every ranked row passes
+    the configured rules, ranks run 1..n by routing_score, an empty cell says why."""
+    config = tiny_lake["config"]
+    assert tiny_lake["summary"].status == "ok", tiny_lake["summary_text"]
+    tables = open_tables(spark, config)
+    rows = tables.read(table_uri(config, "curated", "referral_routing")).toPandas()
+    features = tables.read(table_uri(config, "curated", "provider_features")).toPandas().set_index("npi")
+    s = RoutingSettings.from_config(config)
+    assert list(rows.columns) == list(COLUMNS)
+    assert not rows.duplicated(["zip3", "specialty", "rank"]).any()
+    ranked, empty = rows[rows["rank"] > 0], rows[rows["rank"] == 0]
+    assert len(ranked) > 0 and len(empty) > 0
+    assert (ranked["headroom"] >= s.min_headroom).all() and (ranked["distance_km"] <= s.max_distance_km).all()
+    assert (ranked["cases"] >= s.min_cases).all()
+    assert features.loc[ranked["npi"], "active"].all() and features.loc[ranked["npi"], "network_id"].notna().all()
+    assert ranked["reason"].str.match(r"^quality O/E \d\.\d\d, cost O/E \d\.\d\d, headroom -?\d+%, \d+\.\d km$").all()
+    for _, cell in ranked.groupby(["zip3", "specialty"]):
+        cell = cell.sort_values("rank")
+        assert list(cell["rank"]) == list(range(1, len(cell) + 1)) == list(range(1, cell["eligible_providers"].iloc[0] + 1))
+        assert cell["routing_score"].is_monotonic_increasing
+    assert empty["npi"].isna().all() and empty["reason"].str.startswith("no eligible provider among").all()
+    assert set(rows["zip3"]) <= set(tables.read(table_uri(config, "curated", "patient_summary")).toPandas()["zip3"])
