@@ -189,21 +189,53 @@ if adequacy is not None:
 
 # MAGIC %md
 # MAGIC ## 5. Where demand should be routed
-# MAGIC For the latest month, the areas with leaked referrals and the top in-area providers by composite
-# MAGIC score to send them to (an empty list: nobody of that specialty practises in the area).
+# MAGIC `referral_routing` (docs/routing.md): per patient area and specialty, the in-network, active
+# MAGIC providers with enough cases, capacity headroom and within the distance limit
+# MAGIC (`curated.routing` in the config), ranked on the risk-adjusted quality and cost O/E, each with
+# MAGIC the reason for its rank; rank 0 says why no provider is eligible. `route_referral_from_tables`
+# MAGIC answers one referral (optionally for a procedure), as the API's `/v1/routing` does.
 
 # COMMAND ----------
 
-if demand is not None:
-    latest = demand.where(F.col("service_month") != "unknown").agg(F.max("service_month")).collect()[0][0]
-    print(f"latest month: {latest}")
-    display(
-        demand.where((F.col("service_month") == latest) & (F.col("referrals_requested") > 0))
-        .orderBy(F.col("referrals_leaked").desc(), F.col("demand_capacity_ratio").desc_nulls_last())
-        .select("zip3", "specialty", "referrals_requested", "referrals_leaked", "leakage_rate",
-                "demand_capacity_ratio", "expand_network", "route_to")
-        .limit(15)
-    )
+routing = read_table(spark, config, "curated", "referral_routing")
+if routing is not None:
+    from carelake.curated.routing import route_referral_from_tables  # this section's own import
+
+    display(routing.where("rank = 1").orderBy(F.col("eligible_providers").desc(), "zip3", "specialty")
+            .select("zip3", "specialty", "npi", "eligible_providers", "reason").limit(15))
+    display(routing.where("rank = 0").orderBy("zip3", "specialty").select("zip3", "specialty", "candidates", "reason").limit(10))
+    busiest = routing.where("rank = 1").orderBy(F.col("eligible_providers").desc(), "zip3", "specialty").first()
+    if busiest is not None:
+        code = None
+        if procedures is not None:
+            top = procedures.where(F.col("npi") == busiest["npi"]).orderBy(F.col("volume").desc()).first()
+            code = top["procedure_code"] if top is not None else None
+        referral = route_referral_from_tables(routing, procedures, busiest["zip3"], busiest["specialty"], code)
+        print(f"a referral from {busiest['zip3']} for {busiest['specialty']}" + (f", procedure {code}" if code else "") + ":")
+        for p in referral["providers"][:5]:
+            print(f"  {p['rank']}. {p['npi']}  {p['reason']}")
+    ranked = routing.where("rank > 0").select("rank", "quality_oe", "cost_oe").toPandas()
+    cells = (routing.groupBy("zip3").agg(F.count(F.when(F.col("rank") == 1, 1)).alias("served"),
+                                         F.count(F.when(F.col("rank") == 0, 1)).alias("unserved"))
+             .orderBy("zip3").toPandas())
+    if not ranked.empty:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+        first = ranked["rank"] == 1
+        right.scatter(ranked.loc[~first, "cost_oe"], ranked.loc[~first, "quality_oe"], s=12, color="tab:gray", label="eligible")
+        right.scatter(ranked.loc[first, "cost_oe"], ranked.loc[first, "quality_oe"], s=18, color="tab:green", label="rank 1")
+        right.axhline(1, lw=0.5, color="k")
+        right.axvline(1, lw=0.5, color="k")
+        right.set_xlabel("cost O/E (lower is cheaper)")
+        right.set_ylabel("quality O/E (lower is better)")
+        right.set_title("Eligible providers and the first choice")
+        right.legend()
+        left.bar(cells["zip3"], cells["served"], label="specialties with an eligible provider")
+        left.bar(cells["zip3"], cells["unserved"], bottom=cells["served"], label="without one")
+        left.set_xlabel("patient area (zip3)")
+        left.set_title("Where referrals can be routed")
+        left.legend()
+        print("saved", save_figure(fig, config, "referral_routing.png"))
+        plt.close(fig)
 
 # COMMAND ----------
 

@@ -61,6 +61,20 @@ DEMAND_ROWS = [
     ("606", "Orthopedics", "2024-06", 70, 10, 6, 0.6, 1, 60.0, 1.17, 76, 1.27, True, ["1000000046"]),
     ("100", "Cardiology", "2024-06", 60, 5, 1, 0.2, 1, 80.0, 0.75, 61, 0.76, False, ["1000000038"]),
 ]
+ROUTING_DDL = (
+    "zip3 string, specialty string, rank int, as_of date, npi string, network_id string, distance_km double, "
+    "quality_oe double, cost_oe double, routing_score double, headroom double, reason string"
+)
+ROUTING_ROWS = [
+    ("606", "Cardiology", 1, AS_OF, "1000000012", "N1", 6.0, 0.8, 0.9, 0.83, 0.5,
+     "quality O/E 0.80, cost O/E 0.90, headroom 50%, 6.0 km"),
+    ("606", "Cardiology", 2, AS_OF, "1000000004", "N1", 4.1, 0.82, 0.95, 0.859, 0.3,
+     "quality O/E 0.82, cost O/E 0.95, headroom 30%, 4.1 km"),
+    ("606", "Orthopedics", 0, AS_OF, None, None, None, None, None, None, None,
+     "no eligible provider among 1 of the specialty: 1 with fewer than 5 cases"),
+    ("100", "Cardiology", 1, AS_OF, "1000000038", "N3", 2.0, 1.0, 1.0, 1.0, 0.4,
+     "quality O/E 1.00, cost O/E 1.00, headroom 40%, 2.0 km"),
+]
 KPI_HOSPITAL_DDL = (
     "hospital string, department string, service_month string, encounters long, inpatient_encounters long, "
     "patient_days long, avg_daily_census double, procedures long, distinct_procedure_codes long"
@@ -102,6 +116,7 @@ TABLES = {
     "provider_procedure_stats": (PROCEDURES_DDL, PROCEDURES_ROWS),
     "provider_scores": (SCORES_DDL, SCORES_ROWS),
     "network_demand_by_zip": (DEMAND_DDL, DEMAND_ROWS),
+    "referral_routing": (ROUTING_DDL, ROUTING_ROWS),
     "kpi_hospital": (KPI_HOSPITAL_DDL, KPI_HOSPITAL_ROWS),
     "kpi_executive": (KPI_EXECUTIVE_DDL, KPI_EXECUTIVE_ROWS),
     "kpi_patient": (KPI_PATIENT_DDL, KPI_PATIENT_ROWS),

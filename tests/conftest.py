@@ -65,6 +65,19 @@ def tiny_lake(spark, base_config: Config, tmp_path_factory: pytest.TempPathFacto
     return build_tiny_lake(spark, base_config, tmp_path_factory.mktemp("tiny_lake"))
 
 
+@pytest.fixture(scope="session")
+def planted_year(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One generated year (tests/planted_truth.py ``PLANTED_YEAR``) without the people registered at several
+    hospitals, shared read-only by the truth tests that feed its clean records to the measures
+    (tests/planted_truth.py): generating it is the slowest part of each."""
+    from carelake.generate import generate
+    from tests.planted_truth import PLANTED_YEAR
+
+    out = tmp_path_factory.mktemp("planted_year")
+    generate(out, base_config, persons=False, **PLANTED_YEAR)
+    return out
+
+
 @pytest.fixture
 def cli_keeps_suite_conf(spark, monkeypatch: pytest.MonkeyPatch) -> None:
     """``carelake.cli.main`` in this process reuses the suite's session (getOrCreate), and

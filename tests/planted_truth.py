@@ -25,6 +25,8 @@ from carelake.generate.truth import (
 
 FACILITY = {"RIV": "hospital_a", "LAK": "hospital_b", "SUM": "hospital_c"}  # conf/local.yaml claims values
 OPEN = datetime(9999, 12, 31)
+# The year the truth tests share (the session fixture ``planted_year`` of tests/conftest.py).
+PLANTED_YEAR = {"scale": 0.2, "seed": 42, "start": date(2024, 1, 1)}
 
 
 def truth_frame(out: Path, name: str) -> pd.DataFrame:

@@ -20,7 +20,6 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from carelake.config import Config
 from carelake.curated.adequacy import (
     UNKNOWN_AREA,
     AdequacySettings,
@@ -29,7 +28,6 @@ from carelake.curated.adequacy import (
     read_area_population,
 )
 from carelake.curated.demand import network_demand_by_zip
-from carelake.generate import generate
 from carelake.generate.reference import AREA_POPULATION_PATH
 from carelake.generate.truth import AREAS_FILE, PATIENTS_FILE, PROVIDERS_FILE
 from carelake.geo import area_to_zip_distances
@@ -41,10 +39,8 @@ FLAGGED_MONTHS_SHARE = 0.5
 
 
 @pytest.fixture(scope="module")
-def generated(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("adequacy")
-    generate(out, base_config, scale=SCALE, seed=SEED, start=START, persons=False)
-    return out
+def generated(planted_year: Path) -> Path:
+    return planted_year  # tests/planted_truth.py PLANTED_YEAR: SCALE, SEED, START
 
 
 def _inputs(spark: SparkSession, out: Path) -> dict[str, DataFrame]:

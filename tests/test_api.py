@@ -110,6 +110,7 @@ def test_unknown_npi_is_404_and_bad_parameters_are_422_naming_them(api) -> None:
         ("/v1/providers", {"sort": "patient_id"}, "sort"),
         ("/v1/providers", {"zip3": "6060"}, "zip3"),
         ("/v1/routing", {"zip3": "606"}, "specialty"),
+        ("/v1/routing", {"zip3": "606", "specialty": "Cardiology", "procedure": "9345"}, "procedure"),
         ("/v1/demand", {"from_month": "2024-13"}, "from_month"),
         ("/v1/kpi/provider", {"npi": "10000000"}, "npi"),
         ("/v1/kpi/hospital", {"hospital": ""}, "hospital"),
@@ -127,7 +128,7 @@ def test_no_key_or_a_bad_key_is_401(api) -> None:
     bad = requests.get(f"{api}/v1/providers/1000000004", headers={"X-API-Key": "not-a-key-0123456789"}, timeout=10)
     assert bad.status_code == 401
     assert bad.json() == {"detail": "unknown API key"}
-    assert requests.get(f"{api}/health", timeout=10).json() == {"status": "ok", "tables": 9}
+    assert requests.get(f"{api}/health", timeout=10).json() == {"status": "ok", "tables": 10}
 
 
 def test_providers_filtered_sorted_and_paginated(api) -> None:
@@ -149,18 +150,32 @@ def test_provider_measures_are_provider_features_columns() -> None:
     assert set(PROVIDER_MEASURES) <= set(features_module.COLUMNS)
 
 
-def test_routing_uses_the_latest_dated_month(api) -> None:
+def test_routing_lists_the_referral_routing_ranks(api) -> None:
     response = get(api, "/v1/routing", zip3="606", specialty="Cardiology")
     assert response.status_code == 200
     data = response.json()["data"]
-    assert data["demand"]["service_month"] == "2024-06" and data["demand"]["demand"] == 172
-    assert [(p["npi"], p["composite_score"]) for p in data["providers"]] == [
-        ("1000000004", 0.9), ("1000000012", 0.4), ("1000000020", None),
-    ]
-    assert set(response.json()["meta"]["tables"]) == {"network_demand_by_zip", "provider_features"}
+    assert [(p["rank"], p["npi"]) for p in data["providers"]] == [(1, "1000000012"), (2, "1000000004")]
+    assert data["providers"][1]["reason"] == "quality O/E 0.82, cost O/E 0.95, headroom 30%, 4.1 km"
+    assert (data["as_of"], data["reason"], data["procedure"], data["network"]) == ("2024-06-30", None, None, None)
+    assert set(response.json()["meta"]["tables"]) == {"referral_routing"}
+    assert [p["npi"] for p in get(api, "/v1/routing", zip3="606", specialty="Cardiology", limit=1).json()["data"]["providers"]] == [
+        "1000000012"]
+    none = get(api, "/v1/routing", zip3="606", specialty="Orthopedics").json()["data"]
+    assert none["providers"] == [] and none["reason"] == "no eligible provider among 1 of the specialty: 1 with fewer than 5 cases"
     unknown = get(api, "/v1/routing", zip3="999", specialty="Cardiology")
     assert unknown.status_code == 404
     assert "area 999" in unknown.json()["detail"]
+
+
+def test_routing_for_a_procedure_or_within_a_network(api) -> None:
+    # 1000000004 did 33533 12 times (provider_procedure_stats), 1000000012 never: 1000000004 first.
+    response = get(api, "/v1/routing", zip3="606", specialty="Cardiology", procedure="33533")
+    providers = response.json()["data"]["providers"]
+    assert [(p["rank"], p["npi"], p["procedure_volume"]) for p in providers] == [(1, "1000000004", 12), (2, "1000000012", 0)]
+    assert providers[0]["reason"].startswith("33533: procedure score 0.90, 12 in 365 days; quality O/E 0.82")
+    assert set(response.json()["meta"]["tables"]) == {"referral_routing", "provider_procedure_stats"}
+    other = get(api, "/v1/routing", zip3="606", specialty="Cardiology", network="N2").json()["data"]
+    assert other["providers"] == [] and other["reason"] == "no eligible provider in network N2 (2 eligible in other networks)"
 
 
 def test_demand_filters(api) -> None:

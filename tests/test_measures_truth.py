@@ -17,11 +17,9 @@ from pyspark.sql import SparkSession, Window
 from pyspark.sql import functions as F
 from scipy.stats import spearmanr
 
-from carelake.config import Config
 from carelake.curated.metrics import shrunk_rate
 from carelake.curated.outcomes import provider_outcomes
 from carelake.curated.procedures import procedure_specialisation
-from carelake.generate import generate
 from tests.planted_truth import fact_frames, hospital_a_procedures, provider_truth
 
 SCALE, SEED, START = 0.2, 42, date(2024, 1, 1)
@@ -29,13 +27,11 @@ AS_OF = date(2024, 12, 31)
 
 
 @pytest.fixture(scope="module")
-def generated(base_config: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("planted")
+def generated(planted_year: Path) -> Path:
     # Without the people registered at several hospitals (carelake.generate.persons): the
     # thresholds below were set on this population; their extra encounters move the cost
     # measure's best decile by about one provider (0.167 -> 0.133 at this seed).
-    generate(out, base_config, scale=SCALE, seed=SEED, start=START, persons=False)
-    return out
+    return planted_year  # tests/planted_truth.py PLANTED_YEAR: SCALE, SEED, START
 
 
 @pytest.fixture(scope="module")

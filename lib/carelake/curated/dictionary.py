@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from carelake.curated import adequacy, demand, features, kpi, outcomes, patients, procedures
+from carelake.curated import (
+    adequacy,
+    demand,
+    features,
+    kpi,
+    outcomes,
+    patients,
+    procedures,
+    routing,
+)
 from carelake.curated.stage import TABLE_KEYS
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
@@ -43,6 +52,13 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "Residents' demand against the supply active each month per home area, specialty and month; "
         "when to expand the network and why.",
         adequacy.COLUMNS,
+    ),
+    "referral_routing": (
+        "Where to route a referral: per patient area and specialty, the in-network, active providers with "
+        "enough cases, capacity headroom and within the distance limit, ranked on the risk-adjusted quality "
+        "and cost measures with the reason for each rank; rank 0 says why no provider is eligible. "
+        "Rules, defaults and proof: docs/routing.md.",
+        routing.COLUMNS,
     ),
     "kpi_patient": ("Patient KPIs by month.", kpi.COLUMNS["kpi_patient"]),
     "kpi_provider": ("Provider KPIs by NPI and month.", kpi.COLUMNS["kpi_provider"]),

@@ -40,6 +40,7 @@ from carelake.curated.features import provider_features
 from carelake.curated.outcomes import provider_outcomes, provider_outcomes_by_npi
 from carelake.curated.patients import patient_summary
 from carelake.curated.procedures import provider_procedure_stats
+from carelake.curated.routing import RoutingSettings, referral_routing, routing_distances
 from carelake.delta import MergeSpec, Rows
 from carelake.generate.reference import AREA_POPULATION_PATH
 from carelake.geo import area_to_zip_distances
@@ -84,6 +85,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "patient_summary": ("patient_token",),
     "network_demand_by_zip": ("zip3", "specialty", "service_month"),
     "network_adequacy": ("zip3", "specialty", "service_month"),
+    "referral_routing": ("zip3", "specialty", "rank"),
     "kpi_patient": ("service_month",),
     "kpi_provider": ("npi", "service_month"),
     "kpi_finance": ("service_month", "hospital", "department", "payer"),
@@ -326,6 +328,13 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
         distances=_area_distances(spark, homes, providers), population=_area_population(spark, config, summary),
     )
     sync("network_adequacy", adequacy, None)
+    # Recomputed whole: ranks span each area's providers, capacity the specialty's history.
+    areas = tables.read(curated["patient_summary"]).where(F.col("zip3").isNotNull())
+    routing = referral_routing(
+        providers, tables.read(curated["provider_outcomes"]), enc, tables.read(curated["network_adequacy"]), areas,
+        routing_distances(spark, areas, providers), as_of, RoutingSettings.from_config(config),
+    )
+    sync("referral_routing", routing, None)
 
     # Monthly marts recompute the changed months only; a claim's department and an encounter's
     # procedures are looked up in the whole facts, as they may carry another month.

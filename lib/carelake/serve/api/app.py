@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
+from carelake.curated.routing import route_referral
 from carelake.serve.api.keys import ApiKeys
 from carelake.serve.api.queries import (
     PROVIDER_MEASURES,
@@ -35,6 +36,7 @@ from carelake.serve.api.snapshot import (
     DEMAND,
     FEATURES,
     PROCEDURES,
+    ROUTING,
     SCORES,
     SERVED_TABLES,
     RoleView,
@@ -47,6 +49,7 @@ MAX_LIMIT = 500
 NPI_PATTERN = r"^[0-9]{10}$"
 ZIP3_PATTERN = r"^[0-9]{3}$"
 MONTH_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])$"
+PROCEDURE_PATTERN = r"^[0-9A-Z]{5}$"  # CPT (5 digits, or 4 and a letter) and HCPCS level II (a letter and 4 digits)
 KPI_KEYS = {"executive": ("service_month",), "patient": ("service_month",), "provider": ("npi", "service_month"),
             "hospital": ("hospital", "department", "service_month"),
             "finance": ("service_month", "hospital", "department", "payer")}
@@ -97,8 +100,13 @@ class RowsAnswer(BaseModel):
 class Routing(BaseModel):
     zip3: str
     specialty: str
-    demand: dict[str, Any] = Field(description="the latest month's network_demand_by_zip figures")
-    providers: list[dict[str, Any]] = Field(description="route_to providers, best composite_score first")
+    procedure: str | None = Field(description="procedure code the providers were ranked for, if asked")
+    network: str | None = Field(description="network the providers were kept to, if asked")
+    as_of: str | None = Field(description="date referral_routing is computed for (ISO 8601)")
+    providers: list[dict[str, Any]] = Field(
+        description="eligible providers, best first: referral_routing rows (rank, npi, measures, headroom, distance_km, "
+        "reason), with procedure_volume and procedure_score when a procedure was asked")
+    reason: str | None = Field(description="why no provider is listed; null otherwise")
 
 
 class RoutingAnswer(BaseModel):
@@ -277,15 +285,25 @@ def create_app(current: Callable[[], Snapshot], keys: ApiKeys) -> FastAPI:
         request: Request, cur: Current,
         zip3: Annotated[str, Query(pattern=ZIP3_PATTERN, description="patient's area (zip3)")],
         specialty: Annotated[str, Query(min_length=1, max_length=100, description="specialty needed")],
+        procedure: Annotated[str | None, Query(pattern=PROCEDURE_PATTERN, description="CPT / HCPCS code: providers "
+                                               "with enough volume of it first, on its measures")] = None,
+        network: Annotated[str | None, Query(min_length=1, max_length=100, description="keep the referral in this "
+                                             "network (the referring provider's)")] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"providers listed, 1..{MAX_LIMIT}")] = 10,
     ) -> Response:
-        """Where to route a patient of an area needing a specialty: the area's best providers and its demand."""
+        """Where to route a referral of an area's patient needing a specialty: the eligible providers
+        of curated.referral_routing, best first, each with the reason for its rank (docs/routing.md)."""
         snap, view_ = cur
-        table(snap, view_, DEMAND)
-        table(snap, view_, FEATURES)
-        suggestion = view_.routing.get((zip3, specialty))
-        if suggestion is None:
-            raise HTTPException(404, f"no network demand for specialty {specialty!r} in area {zip3} in curated.{DEMAND}")
-        return answer(request, snap, view_, (DEMAND, FEATURES), lambda: {"data": suggestion})
+        table(snap, view_, ROUTING)
+        names: tuple[str, ...] = (ROUTING,)
+        if procedure is not None:
+            table(snap, view_, PROCEDURES)
+            names += (PROCEDURES,)
+        routed = route_referral(view_.routing.get((zip3, specialty), []), zip3, specialty, procedure,
+                                view_.procedures_by_npi, network)
+        if routed is None:
+            raise HTTPException(404, f"no routing for specialty {specialty!r} in area {zip3} in curated.{ROUTING}")
+        return answer(request, snap, view_, names, lambda: {"data": {**routed, "providers": routed["providers"][:limit]}})
 
     @app.get(f"/{API_VERSION}/demand", response_model=RowsAnswer, responses=ERRORS, tags=["routing"])
     async def demand(

@@ -18,15 +18,6 @@ PROVIDER_MEASURES = (
     "readmission_rate_shrunk", "complication_rate_shrunk", "avg_satisfaction",
     "encounters_365d", "patients_365d", "procedures_365d", "referral_leakage_rate", "marketing_roi",
 )
-# What a routing suggestion shows of each suggested provider.
-ROUTING_FIELDS = (
-    "npi", "specialty", "zip3", "network_id", "composite_score", "cost_index",
-    "risk_adjusted_cost_per_case", "readmission_rate_shrunk", "complication_rate_shrunk", "encounters_365d",
-)
-DEMAND_FIELDS = (
-    "service_month", "encounters", "referrals_requested", "referrals_leaked", "leakage_rate",
-    "active_providers", "capacity", "utilisation", "demand", "demand_capacity_ratio", "expand_network",
-)
 # service_month of events without a date; it sorts after every 'yyyy-MM', so it is never "latest".
 UNKNOWN_MONTH = "unknown"
 
@@ -70,26 +61,13 @@ def sort_by_measure(table: pa.Table, measure: str, descending: bool) -> pa.Table
     return table.take(order)
 
 
-def routing_suggestions(demand: pa.Table, features_by_npi: Mapping[str, Mapping[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
-    """Where to send a patient of an area needing a specialty, for every (zip3, specialty) of
-    ``demand`` (network_demand_by_zip rows): the latest dated month's demand figures and its
-    ``route_to`` providers (best composite_score first) with their measures from
-    ``features_by_npi`` (an NPI missing there is shown by its NPI alone)."""
-    dated = demand.filter(pc.not_equal(demand["service_month"], UNKNOWN_MONTH))
-    suggestions: dict[tuple[str, str], dict[str, Any]] = {}
-    for row in dated.sort_by([("service_month", "ascending")]).to_pylist():
-        providers = []
-        for npi in row.get("route_to") or []:
-            found = features_by_npi.get(npi)
-            providers.append({c: found[c] for c in ROUTING_FIELDS if c in found} if found else {"npi": npi})
-        # Ascending months: the latest month of a cell is written last.
-        suggestions[(row["zip3"], row["specialty"])] = {
-            "zip3": row["zip3"],
-            "specialty": row["specialty"],
-            "demand": {c: row[c] for c in DEMAND_FIELDS if c in row},
-            "providers": providers,
-        }
-    return suggestions
+def routing_cells(routing: pa.Table) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """``referral_routing`` rows by (zip3, specialty), each cell's rows by rank: what
+    :func:`carelake.curated.routing.route_referral` reads for one referral."""
+    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in routing.sort_by([("zip3", "ascending"), ("specialty", "ascending"), ("rank", "ascending")]).to_pylist():
+        cells.setdefault((row["zip3"], row["specialty"]), []).append(row)
+    return cells
 
 
 def json_value(value: Any) -> Any:

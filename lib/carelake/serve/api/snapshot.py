@@ -29,7 +29,7 @@ from carelake.delta.log import add_actions, file_uri, open_table, table_exists
 from carelake.delta.storage import filesystem, rs_uri, storage_options
 from carelake.delta.types import arrow_schema_from_spark, spark_schema_from_delta
 from carelake.serve.access import RolePolicy, role_policies, view_plan
-from carelake.serve.api.queries import routing_suggestions
+from carelake.serve.api.queries import routing_cells
 from carelake.storage import table_uri
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ FEATURES = "provider_features"
 PROCEDURES = "provider_procedure_stats"
 SCORES = "provider_scores"
 DEMAND = "network_demand_by_zip"
+ROUTING = "referral_routing"
 KPI_SERIES = ("executive", "patient", "provider", "hospital", "finance")
-SERVED_TABLES = (FEATURES, PROCEDURES, SCORES, DEMAND, *(f"kpi_{s}" for s in KPI_SERIES))
+SERVED_TABLES = (FEATURES, PROCEDURES, SCORES, DEMAND, ROUTING, *(f"kpi_{s}" for s in KPI_SERIES))
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def _rows_by_npi(table: pa.Table | None) -> dict[str, list[dict[str, Any]]]:
 @dataclass(frozen=True)
 class RoleView:
     """What one role database sees of a snapshot: its tables, and provider rows by NPI and
-    routing suggestions by (zip3, specialty), so those lookups do not scan."""
+    referral_routing rows by (zip3, specialty), so those lookups do not scan."""
 
     role: str
     hospital: str | None
@@ -105,7 +106,7 @@ class RoleView:
     features_by_npi: Mapping[str, dict[str, Any]]
     procedures_by_npi: Mapping[str, list[dict[str, Any]]]
     scores_by_npi: Mapping[str, list[dict[str, Any]]]
-    routing: Mapping[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    routing: Mapping[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
 
 
 def build_role_view(policy: RolePolicy, tables: Mapping[str, ServedTable]) -> RoleView:
@@ -123,11 +124,11 @@ def build_role_view(policy: RolePolicy, tables: Mapping[str, ServedTable]) -> Ro
     scores = visible.get(SCORES)
     if scores is not None and {"npi", "model_name", "as_of"} <= set(scores.column_names):
         scores = latest_rows(scores, ["npi", "model_name"]).sort_by([("npi", "ascending"), ("model_name", "ascending")])
-    demand = visible.get(DEMAND)
-    routing = routing_suggestions(demand, features_by_npi) if demand is not None and features is not None else {}
+    routing = visible.get(ROUTING)
+    routing_by_cell = routing_cells(routing) if routing is not None and "rank" in routing.column_names else {}
     return RoleView(
         policy.database, policy.hospital, visible, features_by_npi, _rows_by_npi(procedures), _rows_by_npi(scores),
-        routing,
+        routing_by_cell,
     )
 
 
