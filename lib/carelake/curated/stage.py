@@ -43,7 +43,6 @@ from carelake.curated.procedures import provider_procedure_stats
 from carelake.curated.routing import RoutingSettings, referral_routing, routing_distances
 from carelake.delta import MergeSpec, Rows
 from carelake.generate.reference import AREA_POPULATION_PATH
-from carelake.geo import area_to_zip_distances
 from carelake.privacy import tokenise_patient_key
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
@@ -323,16 +322,19 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     sync("network_demand_by_zip", demand, None)
     # Recomputed whole, like the demand table: capacity comes from every provider's months.
     homes = tables.read(curated["patient_summary"])
+    # Every home area to every practice zip, built once on the driver (a few hundred values) for
+    # both the adequacy distance and the routing limit.
+    distances = routing_distances(spark, homes.where(F.col("zip3").isNotNull()), providers).localCheckpoint(eager=True)
     adequacy = network_adequacy(
         enc, refs, providers, homes, as_of, AdequacySettings.from_config(config),
-        distances=_area_distances(spark, homes, providers), population=_area_population(spark, config, summary),
+        distances=distances, population=_area_population(spark, config, summary),
     )
     sync("network_adequacy", adequacy, None)
     # Recomputed whole: ranks span each area's providers, capacity the specialty's history.
     areas = tables.read(curated["patient_summary"]).where(F.col("zip3").isNotNull())
     routing = referral_routing(
         providers, tables.read(curated["provider_outcomes"]), enc, tables.read(curated["network_adequacy"]), areas,
-        routing_distances(spark, areas, providers), as_of, RoutingSettings.from_config(config),
+        distances, as_of, RoutingSettings.from_config(config),
     )
     sync("referral_routing", routing, None)
 
@@ -355,15 +357,6 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     )
     summary.tables[state_uri] = tables.write(state, state_uri, mode="overwrite", commit_metadata=meta).version
     return summary.finish()
-
-
-def _area_distances(spark: SparkSession, homes: DataFrame, providers: DataFrame) -> DataFrame:
-    """Distances from every home area to every provider practice zip: both lists are small
-    (areas, distinct zips), and the centroids come from a Python package, so they are built
-    on the driver and broadcast."""
-    areas = [r[0] for r in homes.select("zip3").distinct().collect()]
-    zips = [r[0] for r in providers.select("zip").distinct().collect()]
-    return area_to_zip_distances(spark, areas, zips)
 
 
 def _area_population(spark: SparkSession, config: Config, summary: StageSummary) -> DataFrame | None:
