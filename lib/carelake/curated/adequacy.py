@@ -77,6 +77,9 @@ class AdequacySettings:
     # areas. Relative, because the generated specialties differ in size (no one absolute ratio
     # fits all of them); the planted shortage area keeps about half its providers.
     min_ratio_share: float = 0.6
+    # Six months: about the time it takes to recruit a provider or open a clinic session; the
+    # table demand_forecast flags utilisation above utilisation_threshold in these months.
+    forecast_horizon_months: int = 6
 
     @classmethod
     def from_config(cls, config: Config) -> AdequacySettings:
@@ -98,6 +101,8 @@ class AdequacySettings:
         if settings.max_distance_km <= 0 or not 0 <= settings.min_ratio_share <= 1:
             raise ConfigError(f"{where}: expected max_distance_km > 0 and 0 <= min_ratio_share <= 1, found "
                               f"{settings.max_distance_km} and {settings.min_ratio_share}")
+        if settings.forecast_horizon_months < 1:
+            raise ConfigError(f"{where}: expected forecast_horizon_months >= 1, found {settings.forecast_horizon_months}")
         return settings
 
 

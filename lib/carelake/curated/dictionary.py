@@ -13,6 +13,7 @@ from carelake.curated import (
     adequacy,
     demand,
     features,
+    forecast,
     kpi,
     outcomes,
     patients,
@@ -52,6 +53,12 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "Residents' demand against the supply active each month per home area, specialty and month; "
         "when to expand the network and why.",
         adequacy.COLUMNS,
+    ),
+    "demand_forecast": (
+        "Monthly demand forecast per home area and specialty (statsmodels ETS, with its naive baseline), "
+        "against the cell's latest capacity: where the network must grow before the demand arrives. "
+        "Backtest: bench/forecast.py, docs/measures.md.",
+        forecast.COLUMNS,
     ),
     "referral_routing": (
         "Where to route a referral: per patient area and specialty, the in-network, active providers with "

@@ -37,6 +37,7 @@ from carelake.curated import kpi
 from carelake.curated.adequacy import AdequacySettings, network_adequacy, read_area_population
 from carelake.curated.demand import network_demand_by_zip
 from carelake.curated.features import provider_features
+from carelake.curated.forecast import demand_forecast
 from carelake.curated.outcomes import provider_outcomes, provider_outcomes_by_npi
 from carelake.curated.patients import patient_summary
 from carelake.curated.procedures import provider_procedure_stats
@@ -84,6 +85,7 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "patient_summary": ("patient_token",),
     "network_demand_by_zip": ("zip3", "specialty", "service_month"),
     "network_adequacy": ("zip3", "specialty", "service_month"),
+    "demand_forecast": ("zip3", "specialty", "forecast_month"),
     "referral_routing": ("zip3", "specialty", "rank"),
     "kpi_patient": ("service_month",),
     "kpi_provider": ("npi", "service_month"),
@@ -322,14 +324,18 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     sync("network_demand_by_zip", demand, None)
     # Recomputed whole, like the demand table: capacity comes from every provider's months.
     homes = tables.read(curated["patient_summary"])
+    adequacy_settings = AdequacySettings.from_config(config)
     # Every home area to every practice zip, built once on the driver (a few hundred values) for
     # both the adequacy distance and the routing limit.
     distances = routing_distances(spark, homes.where(F.col("zip3").isNotNull()), providers).localCheckpoint(eager=True)
     adequacy = network_adequacy(
-        enc, refs, providers, homes, as_of, AdequacySettings.from_config(config),
+        enc, refs, providers, homes, as_of, adequacy_settings,
         distances=distances, population=_area_population(spark, config, summary),
     )
     sync("network_adequacy", adequacy, None)
+    # Each cell's months from the table just written; recomputed whole (a few hundred small fits).
+    sync("demand_forecast", demand_forecast(tables.read(curated["network_adequacy"]),
+                                            adequacy_settings.forecast_horizon_months, adequacy_settings), None)
     # Recomputed whole: ranks span each area's providers, capacity the specialty's history.
     areas = tables.read(curated["patient_summary"]).where(F.col("zip3").isNotNull())
     routing = referral_routing(
