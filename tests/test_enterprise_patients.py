@@ -21,10 +21,12 @@ from carelake.curated.patients import patient_summary
 from carelake.curated.persons import PERSONS_SCHEMA, person_scope, with_person
 from carelake.delta import MergeSpec, open_tables
 from carelake.model.persons import (
+    ENTERPRISE_TOKEN,
     ENTERPRISE_TOKENS_TABLE,
     enterprise_tokens,
     sync_enterprise_tokens,
 )
+from carelake.privacy import hmac_sha256_hex
 from carelake.storage import table_uri
 from tests.test_curated_data import (
     AS_OF,
@@ -199,3 +201,27 @@ def test_a_second_run_after_two_people_merge_recomputes_them_and_counts_once(spa
     full = patient_summary(data["encounters"], data["procedures"], data["referrals"], data["patients"], data["providers"],
                            AS_OF, persons=tables.read(persons_uri))
     assert_df_equality(after.select(*full.columns), full, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_the_pipeline_resolves_linked_records_to_one_token(spark: SparkSession, tiny_lake: dict) -> None:
+    """The shared tiny lake (matching on): every processed record has a row, records the match
+    stage put in one cluster share one token and only they do, and patient_summary carries it."""
+    config = tiny_lake["config"]
+    tables = open_tables(spark, config)
+    persons = tables.read(table_uri(config, "curated", ENTERPRISE_TOKENS_TABLE))
+    links = tables.read(table_uri(config, "processed", "patient_links_pii"))
+    assert persons.count() == tables.read(table_uri(config, "processed", "patients")).select("patient_key").distinct().count()
+    tokens = links.select(hmac_sha256_hex(F.col("patient_key"), KEY).alias("patient_token"), "enterprise_patient_id")
+    joined = tokens.join(persons, "patient_token")
+    assert joined.count() == links.count() and joined.where(~F.col("linked")).count() == 0
+    pairs = joined.groupBy("enterprise_patient_id").agg(F.countDistinct(ENTERPRISE_TOKEN).alias("n"))
+    assert pairs.where("n <> 1").count() == 0  # one token per enterprise id ...
+    per_token = joined.groupBy(ENTERPRISE_TOKEN).agg(F.countDistinct("enterprise_patient_id").alias("n"))
+    assert per_token.where("n <> 1").count() == 0  # ... and one enterprise id per token
+    assert links.where("cluster_size > 1").count() > 0
+    assert persons.where(F.col(ENTERPRISE_TOKEN).startswith("EP")).count() == 0  # tokens, never the id
+    summary = tables.read(table_uri(config, "curated", "patient_summary")).join(
+        persons.select("patient_token", F.col(ENTERPRISE_TOKEN).alias("_expected")), "patient_token")
+    assert summary.where(F.col(ENTERPRISE_TOKEN) != F.col("_expected")).count() == 0
+    sizes = links.select(hmac_sha256_hex(F.col("patient_key"), KEY).alias("patient_token"), "cluster_size")
+    assert summary.join(sizes, "patient_token").where(F.col("person_records") != F.col("cluster_size")).count() == 0

@@ -250,7 +250,8 @@ def readmissions_elsewhere(rng: np.random.Generator, truth: dict[str, list], hos
                            patient_index: dict[str, int]) -> list[tuple[int, Readmission]]:
     """One hospital-month's encounter truth -> (other hospital, readmission of the linked record
     there) for :data:`READMIT_ELSEWHERE_SHARE` of the unplanned inpatient stays of people
-    registered elsewhere: 1-30 days after discharge, unplanned, caused by that stay."""
+    registered elsewhere: 1-30 days after discharge, unplanned, caused by that stay (its
+    ``readmission_of`` is ``<source system>:<encounter id>`` of the index stay)."""
     stays = [j for j, (kind, planned, pid) in enumerate(zip(
         truth["encounter_type"], truth["planned_readmission"], truth["patient_id"], strict=True))
         if kind == "inpatient" and not planned and (hospital, patient_index[pid]) in registrations]
@@ -262,5 +263,7 @@ def readmissions_elsewhere(rng: np.random.Generator, truth: dict[str, list], hos
             continue
         where = registrations[(hospital, patient_index[truth["patient_id"][j]])]
         w, k = where[int(pj * len(where))]
-        out.append((w, Readmission(k, truth["discharge_date"][j] + timedelta(days=int(g)), False, truth["encounter_id"][j])))
+        # the index stay is at another hospital: its id is named with its source system
+        index_id = f"{truth['source_system'][j]}:{truth['encounter_id'][j]}"
+        out.append((w, Readmission(k, truth["discharge_date"][j] + timedelta(days=int(g)), False, index_id)))
     return out
