@@ -14,12 +14,10 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from carelake.config import Config
-from carelake.curated import run_aggregates
-from carelake.curated.metrics import RATIO_DIGITS
 from carelake.curated.outcomes import readmission_cases
 from carelake.curated.patients import patient_summary
 from carelake.curated.persons import PERSONS_SCHEMA, person_scope, with_person
-from carelake.delta import MergeSpec, open_tables
+from carelake.delta import open_tables
 from carelake.model.persons import (
     ENTERPRISE_TOKEN,
     ENTERPRISE_TOKENS_TABLE,
@@ -39,7 +37,6 @@ from tests.test_curated_data import (
 )
 from tests.test_curated_outcomes import ENCOUNTER_SCHEMA as STAY_SCHEMA
 from tests.test_curated_outcomes import stay
-from tests.test_curated_stage import FACTS, bucketed
 from tests.test_curated_tables import as_facts
 
 KEY = bytes.fromhex("5a" * 32)
@@ -155,52 +152,6 @@ def test_person_scope_takes_every_record_of_the_people_touched(spark: SparkSessi
     assert {r.patient_token for r in person_scope(touched, persons).collect()} == {"a1", "b1", "c1"}
     left = spark.createDataFrame([("Y",)], "enterprise_patient_token string")  # a record left person Y
     assert {r.patient_token for r in person_scope(touched, persons, left).collect()} == {"a1", "b1", "c1", "a2", "b2"}
-
-
-def test_a_second_run_after_two_people_merge_recomputes_them_and_counts_once(spark: SparkSession, config: Config) -> None:
-    config = config.with_overrides(**{"curated.as_of": AS_OF.isoformat()})
-    tables = open_tables(spark, config)
-    data = _summary_inputs(spark)
-    for fact, (name, npi_col) in FACTS.items():
-        tables.write(bucketed(data[name], npi_col), table_uri(config, "curated", fact), partition_by=["service_month", "npi_bucket"])
-    tables.write(data["providers"], table_uri(config, "curated", "dim_provider"))
-    tables.write(data["patients"], table_uri(config, "curated", "dim_patient"))
-    tables.write(data["crm"], table_uri(config, "processed", "crm_activity"))
-    persons_uri = table_uri(config, "curated", ENTERPRISE_TOKENS_TABLE)
-    # first run: A and B are not linked yet
-    tables.write(spark.createDataFrame([("A", "PA", "hospital_a", True), ("B", "PB", "hospital_b", True)], PERSONS_SCHEMA),
-                 persons_uri)
-    assert run_aggregates(spark, config, tables, "run-1").status == "ok"
-    summary_uri, outcomes_uri = (table_uri(config, "curated", t) for t in ("patient_summary", "provider_outcomes"))
-    before = {r.patient_token: (r.person_visits, r.person_readmissions_30d) for r in tables.read(summary_uri).collect()}
-    assert before == {"A": (1, 0), "B": (2, 0), "C": (2, 1), "D": (0, 0)}
-    untouched = tables.read(summary_uri).where("patient_token IN ('C', 'D')").localCheckpoint(eager=True)
-    # npi 1 discharged x1 (A), x4 (C, readmitted by x5) and x5: one readmission in 3 cases
-    npi1 = tables.read(outcomes_uri).where("npi = '1'").collect()[0]
-    assert (npi1.readmission_30d_cases, npi1.readmission_30d_observed_per_case) == (3, round(1 / 3, RATIO_DIGITS))
-
-    # the match stage merged the two: B now carries A's person
-    tables.merge(spark.createDataFrame([("B", "PA", "hospital_b", True)], PERSONS_SCHEMA), persons_uri,
-                 MergeSpec(("patient_token",)))
-    second = run_aggregates(spark, config, tables, "run-2")
-    assert second.status == "ok"
-    assert second.entities["patient_summary"].rows_in == 2  # A and B recomputed, C and D not
-    after = tables.read(summary_uri)
-    assert after.count() == 4 and after.select("patient_token").distinct().count() == 4
-    rows = {r.patient_token: (r.enterprise_patient_token, r.person_visits, r.person_readmissions_30d,
-                              r.person_readmissions_30d_elsewhere) for r in after.collect()}
-    assert rows["A"] == rows["B"] == ("PA", 3, 1, 1)
-    assert_df_equality(after.where("patient_token IN ('C', 'D')"), untouched, ignore_row_order=True)
-    # once per person: 5 encounters in all, whether summed per record or per person
-    per_person = after.groupBy("enterprise_patient_token").agg(F.max("person_visits").alias("v"))
-    assert per_person.agg(F.sum("v")).collect()[0][0] == after.agg(F.sum("visits")).collect()[0][0] == 5
-    # x1 is now readmitted (by x2 at hospital_b) in npi 1's measure too
-    npi1 = tables.read(outcomes_uri).where("npi = '1'").collect()[0]
-    assert (npi1.readmission_30d_cases, npi1.readmission_30d_observed_per_case) == (3, round(2 / 3, RATIO_DIGITS))
-    # the incremental result equals a full recomputation
-    full = patient_summary(data["encounters"], data["procedures"], data["referrals"], data["patients"], data["providers"],
-                           AS_OF, persons=tables.read(persons_uri))
-    assert_df_equality(after.select(*full.columns), full, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_the_pipeline_resolves_linked_records_to_one_token(spark: SparkSession, tiny_lake: dict) -> None:
