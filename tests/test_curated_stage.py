@@ -12,9 +12,11 @@ from pyspark.sql import functions as F
 
 from carelake.config import Config
 from carelake.curated import run_aggregates, top_providers_report
+from carelake.curated.persons import PERSONS_SCHEMA
 from carelake.curated.stage import TABLE_KEYS
 from carelake.delta import open_tables
 from carelake.model import upsert_fact
+from carelake.model.persons import ENTERPRISE_TOKENS_TABLE
 from carelake.storage import table_uri
 from tests.test_curated_data import AS_OF, ENCOUNTER_SCHEMA, encounter, inputs, patients
 
@@ -85,6 +87,22 @@ def test_first_run_rerun_and_incremental(spark: SparkSession, config: Config) ->
     row = outcomes.where("npi = '3'").collect()[0]
     assert (row.as_of, row.complication_cases, row.readmission_30d_cases, row.cost_per_case_cases) == (AS_OF, 1, None, None)
     assert outcomes.count() == outcomes.select("npi", "as_of").distinct().count()
+
+    # The match stage links A and B into one person: only their rows are recomputed, and the
+    # person's counts are on both without counting anything twice.
+    untouched = tables.read(table_uri(config, "curated", "patient_summary")).where("patient_token IN ('C', 'D')")
+    untouched = untouched.localCheckpoint(eager=True)
+    persons = spark.createDataFrame([("A", "P", "hospital_a", True), ("B", "P", "hospital_a", True)], PERSONS_SCHEMA)
+    tables.write(persons, table_uri(config, "curated", ENTERPRISE_TOKENS_TABLE))
+    fourth = run_aggregates(spark, config, tables, "run-4")
+    assert fourth.entities["patient_summary"].rows_in == 2
+    linked = tables.read(table_uri(config, "curated", "patient_summary"))
+    assert_df_equality(linked.where("patient_token IN ('C', 'D')"), untouched, ignore_row_order=True)
+    both = {r.patient_token: (r.enterprise_patient_token, r.visits, r.person_visits, r.person_records)
+            for r in linked.where("patient_token IN ('A', 'B')").collect()}
+    assert both == {"A": ("P", 3, 4, 2), "B": ("P", 1, 4, 2)}  # A's e1, e3, e9 and B's e2
+    per_person = linked.groupBy("enterprise_patient_token").agg(F.max("person_visits").alias("v")).agg(F.sum("v"))
+    assert per_person.collect()[0][0] == linked.agg(F.sum("visits")).collect()[0][0]
 
     report = top_providers_report(spark, config, tables, n=2)
     assert "no provider with 5 cases of cost_per_case does better than its case mix yet" in report

@@ -7,7 +7,8 @@ from datetime import date
 from decimal import Decimal as D
 
 from chispa import assert_df_equality
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from carelake.curated.demand import network_demand_by_zip
 from carelake.curated.patients import patient_summary
@@ -51,12 +52,19 @@ SUMMARY_SCHEMA = (
 )
 
 
+def as_facts(encounters: DataFrame) -> DataFrame:
+    """The hand-made encounters with the discharge date and record time of the real facts (the
+    person readmission counts need them)."""
+    discharge = F.date_add("admit_date", F.col("length_of_stay_days"))
+    return encounters.withColumn("discharge_date", discharge).withColumn("updated_at", F.date_add(discharge, 1).cast("timestamp"))
+
+
 def test_patient_summary(spark: SparkSession) -> None:
     # B has no zip3: its only provider is npi 1 (606). C's e_old readmission (2023-01) is outside the
     # 365 days but inside the totals. A's latest referral is r4 (employer E9).
     data = inputs(spark)
     actual = patient_summary(
-        data["encounters"], data["procedures"], data["referrals"], patients(spark), data["providers"], AS_OF
+        as_facts(data["encounters"]), data["procedures"], data["referrals"], patients(spark), data["providers"], AS_OF
     )
     expected = spark.createDataFrame(
         [
@@ -83,7 +91,7 @@ def test_patient_high_risk_rule(spark: SparkSession) -> None:
     ]
     data = inputs(spark)
     actual = patient_summary(
-        spark.createDataFrame(ENCOUNTERS + extra, ENCOUNTER_SCHEMA), data["procedures"], data["referrals"],
+        as_facts(spark.createDataFrame(ENCOUNTERS + extra, ENCOUNTER_SCHEMA)), data["procedures"], data["referrals"],
         patients(spark), data["providers"], AS_OF,
     ).select("patient_token", "readmissions_365d", "inpatient_encounters_365d", "high_risk")
     expected = spark.createDataFrame(

@@ -6,13 +6,22 @@ from __future__ import annotations
 import hashlib
 from datetime import date, datetime
 
+import pandas as pd
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from carelake.config import Config, ConfigError
+from carelake.curated.outcomes import (
+    FOLLOW_UP_DAYS,
+    RECORDING_LAG_DAYS,
+    WINDOW_DAYS,
+    readmission_cases,
+)
+from carelake.curated.persons import with_person
 from carelake.delta import DeltaTables
+from carelake.generate import generate
 from carelake.matching import (
     MatchSettings,
     assign_enterprise_ids,
@@ -22,8 +31,11 @@ from carelake.matching import (
 from carelake.matching.evaluation import exact_rule_groups, pairwise_quality, planted_registrations
 from carelake.matching.identifiers import nickname_table
 from carelake.matching.stage import LINKS_TABLE, PAIRS_TABLE, run_match
+from carelake.model.persons import enterprise_tokens
+from carelake.privacy import hmac_sha256_hex
 from carelake.sources.conform import surrogate_key
 from carelake.storage import table_uri
+from tests.landed_readmissions import cross_hospital_readmissions, landed_encounters
 
 PATIENT_COLUMNS = "patient_key string, source_system string, birth_date date, sex string, zip string"
 PII_COLUMNS = "patient_key string, first_name string, last_name string, ssn string, phone string"
@@ -169,3 +181,45 @@ def test_match_stage_keeps_ids_when_new_records_arrive(spark: SparkSession, conf
     assert second.counts(LINKS_TABLE).rows_written < after.count()  # only new and changed links written
     pairs = tables.read(table_uri(config, "processed", PAIRS_TABLE))
     assert pairs.select("run_id").distinct().collect()[0]["run_id"] == "run-3"
+
+
+def test_readmissions_at_another_hospital_are_found_through_the_enterprise_token(
+    spark: SparkSession, planted: dict, base_config: Config, tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The same population's year of landed files: cross-hospital readmissions counted with pandas
+    from the files and _truth/persons.csv are the ones the readmission measure finds once records
+    are resolved to people through the links Splink found; per record it finds none of them."""
+    out = tmp_path_factory.mktemp("readmissions")
+    generate(out, base_config, scale=SCALE, seed=SEED, months=12)
+    landed = landed_encounters(out, base_config)
+    as_of = (landed["admit_date"].max() + pd.Timedelta(days=FOLLOW_UP_DAYS + RECORDING_LAG_DAYS)).date()
+    last = pd.Timestamp(as_of) - pd.Timedelta(days=FOLLOW_UP_DAYS + RECORDING_LAG_DAYS)
+    truth = cross_hospital_readmissions(out, base_config)
+    truth = truth[truth.discharge_date.between(last - pd.Timedelta(days=WINDOW_DAYS - 1), last)]
+    expected = set(zip(truth.source_system, truth.encounter_id, strict=True))
+    assert len(expected) >= 20, len(expected)  # the generator plants them (carelake.generate.persons)
+
+    key = bytes.fromhex("5a" * 32)
+    links = assign_enterprise_ids(planted["linkage"].clusters, spark.createDataFrame([], LINKS), datetime(2025, 1, 1))
+    persons = enterprise_tokens(planted["patients"], links, key)
+    rows = landed.astype(object).where(landed.notna(), None)
+    encounters = spark.createDataFrame(
+        [(s, e, p, t, d, a.date() if a else None, x.date() if x else None) for s, e, p, t, a, x, d in rows[
+            ["source_system", "encounter_id", "patient_id", "encounter_type", "admit_date", "discharge_date",
+             "diagnosis_code"]].itertuples(index=False, name=None)],
+        "source_system string, encounter_id string, patient_id string, encounter_type string, diagnosis_code string, "
+        "admit_date date, discharge_date date",
+    ).dropDuplicates(["source_system", "encounter_id"]).select(
+        "*", F.concat_ws("|", "source_system", "encounter_id").alias("encounter_key"),
+        hmac_sha256_hex(surrogate_key(F.col("source_system"), F.col("patient_id")), key).alias("patient_token"))
+
+    by_person = readmission_cases(with_person(encounters, persons), as_of)
+    found = {(r.source_system, r.encounter_id) for r in by_person.where("readmitted_elsewhere = 1").collect()}
+    hits = len(found & expected)
+    print(f"cross-hospital readmissions: {len(expected)} in the files, {len(found)} found, {hits} of them right")
+    assert hits >= 0.95 * len(expected) and hits >= 0.95 * len(found)
+    by_record = readmission_cases(encounters, as_of).where(F.col("outcome") == 1)
+    seen = {(r.source_system, r.encounter_id) for r in by_record.collect()}
+    only_elsewhere = set(zip(truth[~truth.same_hospital_readmission].source_system,
+                             truth[~truth.same_hospital_readmission].encounter_id, strict=True))
+    assert only_elsewhere and not only_elsewhere & seen  # per record, a readmission elsewhere is invisible

@@ -26,6 +26,8 @@ from pyspark.sql import functions as F
 
 from carelake.curated.features import providers_as_of
 from carelake.curated.metrics import RATIO_DIGITS, version_as_of
+from carelake.curated.persons import with_person
+from carelake.model.persons import ENTERPRISE_TOKEN
 
 FOLLOW_UP_DAYS = 30
 # An encounter reaches the facts the day after discharge and stays last up to 10 nights, so a
@@ -118,14 +120,16 @@ def index_stays(encounters: DataFrame, as_of: date) -> DataFrame:
     An index stay is an inpatient stay, not itself planned, discharged in the 365 days ending
     ``FOLLOW_UP_DAYS + RECORDING_LAG_DAYS`` before ``as_of`` (so its follow-up is complete and
     on file), that is not a transfer: a stay followed by another inpatient admission of the
-    same patient on its discharge day continues there, and the last stay of the chain is the
-    index (CMS counts the discharging hospital)."""
-    stays = _inpatient(encounters)
+    same person on its discharge day, at any hospital, continues there, and the last stay of the
+    chain is the index (CMS counts the discharging hospital). The person is
+    ``enterprise_patient_token`` (:func:`carelake.curated.persons.with_person`); encounters
+    without it are each record's own person."""
+    stays = _inpatient(with_person(encounters, None))
     last = as_of - timedelta(days=FOLLOW_UP_DAYS + RECORDING_LAG_DAYS)
-    onward = stays.select(F.col("patient_token").alias("_p"), F.col("admit_date").alias("_a"),
+    onward = stays.select(F.col(ENTERPRISE_TOKEN).alias("_p"), F.col("admit_date").alias("_a"),
                           F.col("encounter_key").alias("_k"))
     transferred = stays.join(
-        onward, (F.col("patient_token") == F.col("_p")) & (F.col("admit_date") <= F.col("_a"))
+        onward, (F.col(ENTERPRISE_TOKEN) == F.col("_p")) & (F.col("admit_date") <= F.col("_a"))
         & (F.col("discharge_date") == F.col("_a")) & (F.col("encounter_key") != F.col("_k")), "left_semi")
     return (stays.join(transferred.select("encounter_key"), "encounter_key", "left_anti")
             .where(~is_planned(F.col("diagnosis_code")))
@@ -134,18 +138,24 @@ def index_stays(encounters: DataFrame, as_of: date) -> DataFrame:
 
 def readmission_cases(encounters: DataFrame, as_of: date) -> DataFrame:
     """Encounter facts (with case mix) -> one row per index stay (:func:`index_stays`) with
-    ``outcome`` 1 when the same patient has an unplanned inpatient admission 1-30 days after
-    discharge at any hospital on file, else 0. Attributed to the discharging NPI."""
+    ``outcome`` 1 when the same person (``enterprise_patient_token``) has an unplanned inpatient
+    admission 1-30 days after discharge at any hospital on file, else 0, and
+    ``readmitted_elsewhere`` 1 when such an admission is at another source system than the
+    index stay. Attributed to the discharging NPI."""
+    encounters = with_person(encounters, None)
     index = index_stays(encounters, as_of)
     later = (_inpatient(encounters).where(~is_planned(F.col("diagnosis_code")))
-             .select(F.col("patient_token").alias("_p"), F.col("admit_date").alias("_a"),
-                     F.col("encounter_key").alias("_k")))
-    readmitted = index.join(
-        later, (F.col("patient_token") == F.col("_p")) & (F.col("_k") != F.col("encounter_key"))
-        & (F.col("_a") > F.col("discharge_date")) & (F.col("_a") <= F.date_add("discharge_date", FOLLOW_UP_DAYS)),
-        "left_semi").select("encounter_key", F.lit(1).alias("_hit"))
-    return (index.join(readmitted, "encounter_key", "left")
-            .withColumn("outcome", F.coalesce("_hit", F.lit(0)).cast("double")).drop("_hit"))
+             .select(F.col(ENTERPRISE_TOKEN).alias("_p"), F.col("admit_date").alias("_a"),
+                     F.col("encounter_key").alias("_k"), F.col("source_system").alias("_s")))
+    within = ((F.col(ENTERPRISE_TOKEN) == F.col("_p")) & (F.col("_k") != F.col("encounter_key"))
+              & (F.col("_a") > F.col("discharge_date")) & (F.col("_a") <= F.date_add("discharge_date", FOLLOW_UP_DAYS)))
+    readmitted = index.join(later, within, "left_semi").select("encounter_key", F.lit(1).alias("_hit"))
+    elsewhere = index.join(later, within & ~F.col("_s").eqNullSafe(F.col("source_system")), "left_semi").select(
+        "encounter_key", F.lit(1).alias("_elsewhere"))
+    return (index.join(readmitted, "encounter_key", "left").join(elsewhere, "encounter_key", "left")
+            .withColumn("outcome", F.coalesce("_hit", F.lit(0)).cast("double"))
+            .withColumn("readmitted_elsewhere", F.coalesce("_elsewhere", F.lit(0)).cast("int"))
+            .drop("_hit", "_elsewhere"))
 
 
 def _discharged_in_window(encounters: DataFrame, as_of: date) -> DataFrame:
@@ -252,9 +262,12 @@ def rank_within_specialty(measure: DataFrame, attributes: DataFrame) -> DataFram
             .withColumn("providers_in_specialty", F.count("oe_ratio_shrunk").over(spec)))
 
 
-def measure_cases(encounters: DataFrame, claims: DataFrame, patients: DataFrame, as_of: date) -> dict[str, DataFrame]:
-    """Facts on file by ``as_of`` -> the cases of every measure of :data:`MEASURES`."""
-    enc = with_case_mix(recorded_by(encounters, as_of), patients, as_of)
+def measure_cases(encounters: DataFrame, claims: DataFrame, patients: DataFrame, as_of: date,
+                  persons: DataFrame | None = None) -> dict[str, DataFrame]:
+    """Facts on file by ``as_of`` -> the cases of every measure of :data:`MEASURES`. ``persons``:
+    ``patient_enterprise_tokens``, so a readmission at another hospital of the same person counts;
+    None: each patient record is its own person."""
+    enc = with_person(with_case_mix(recorded_by(encounters, as_of), patients, as_of), persons)
     return {
         "readmission_30d": readmission_cases(enc, as_of),
         "complication": complication_cases(enc, as_of),
@@ -264,12 +277,13 @@ def measure_cases(encounters: DataFrame, claims: DataFrame, patients: DataFrame,
 
 
 def provider_outcomes(encounters: DataFrame, claims: DataFrame, patients: DataFrame, providers: DataFrame,
-                      as_of: date) -> DataFrame:
-    """``fact_encounter``, ``fact_claim``, ``dim_patient`` and ``dim_provider`` (all versions) ->
-    one row per (NPI, measure) as of ``as_of`` with the columns of :data:`COLUMNS`."""
+                      as_of: date, persons: DataFrame | None = None) -> DataFrame:
+    """``fact_encounter``, ``fact_claim``, ``dim_patient`` and ``dim_provider`` (all versions), and
+    ``patient_enterprise_tokens`` (None: each record its own person) -> one row per (NPI,
+    measure) as of ``as_of`` with the columns of :data:`COLUMNS`."""
     attributes = providers_as_of(providers, as_of)
     frames = [measure(name, cases, attributes, as_of)
-              for name, cases in measure_cases(encounters, claims, patients, as_of).items()]
+              for name, cases in measure_cases(encounters, claims, patients, as_of, persons).items()]
     out = frames[0]
     for f in frames[1:]:
         out = out.unionByName(f)

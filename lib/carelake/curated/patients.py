@@ -1,7 +1,11 @@
-"""The de-identified patient table: one row per patient with utilisation, cost and risk.
+"""The de-identified patient table: one row per patient record with utilisation, cost and risk,
+and the same for the person behind it across every hospital's records.
 
 Only dim_patient's de-identified attributes (patient token, source system, sex, Safe Harbor birth
-year, zip3) and aggregates reach it: no names, contact details, MRN or dates of service.
+year, zip3), the keyed enterprise patient token and aggregates reach it: no names, contact
+details, MRN or dates of service. The ``person_*`` columns repeat on each record of a person:
+sum the record columns (``visits``, ``total_cost``) for totals, and count distinct
+``enterprise_patient_token`` for people.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from pyspark.sql import functions as F
 
 from carelake.curated.features import LONG_DAYS, MONEY, providers_as_of
 from carelake.curated.metrics import in_window, version_as_of
+from carelake.curated.outcomes import readmission_cases, recorded_by
+from carelake.curated.persons import person_scope, with_person
+from carelake.model.persons import ENTERPRISE_TOKEN
 
 # High risk: at least this many 30-day readmissions, or inpatient stays, in the 365 days to as_of.
 HIGH_RISK_READMISSIONS = 2
@@ -35,6 +42,17 @@ COLUMNS: dict[str, str] = {
     "readmissions_365d": "Of those, in the 365 days to as_of",
     "referral_employer_id": "Employer id of the patient's most recent referral",
     "high_risk": "readmissions_365d >= 2 or inpatient_encounters_365d >= 4",
+    ENTERPRISE_TOKEN: "Keyed token of the person's enterprise patient id (patient matching, docs/matching.md): "
+                      "the same on every record of one person at any hospital",
+    "person_records": "Patient records of the person (at all hospitals)",
+    "person_source_systems": "Hospital systems the person has a record at",
+    "person_visits": "Encounters of the person on/before as_of, at any hospital",
+    "person_visits_365d": "Of those, in the 365 days to as_of",
+    "person_inpatient_encounters_365d": "Inpatient encounters of the person in the 365 days to as_of, at any hospital",
+    "person_total_cost": "Sum of the person's encounter costs on/before as_of, at any hospital",
+    "person_readmissions_30d": "Index stays of the person (30-day readmission measure, docs/measures.md) followed "
+                               "by an unplanned inpatient readmission within 30 days at any hospital",
+    "person_readmissions_30d_elsewhere": "Of those, readmitted at another hospital system than the one that discharged",
 }
 
 
@@ -46,18 +64,23 @@ def patient_summary(
     providers: DataFrame,
     as_of: date,
     scope: DataFrame | None = None,
+    persons: DataFrame | None = None,
 ) -> DataFrame:
-    """``fact_encounter``, ``fact_procedure``, ``fact_referral``, ``dim_patient`` and
-    ``dim_provider`` -> one row per patient of dim_patient as of ``as_of`` (:data:`COLUMNS`).
+    """``fact_encounter``, ``fact_procedure``, ``fact_referral``, ``dim_patient``,
+    ``dim_provider`` and ``patient_enterprise_tokens`` (None: each record its own person) -> one
+    row per patient of dim_patient as of ``as_of`` (:data:`COLUMNS`).
 
-    ``scope`` (a DataFrame with ``patient_token``), when given, limits the output to those patients.
+    ``scope`` (a DataFrame with ``patient_token``), when given, limits the output to the people of
+    those patients: every record of each (:func:`carelake.curated.persons.person_scope`), so the
+    ``person_*`` counts are whole.
     High-risk rule: at least 2 readmissions or at least 4 inpatient encounters in the 365 days.
     """
-    people = version_as_of(patients, "patient_token", as_of).select(
+    people = with_person(version_as_of(patients, "patient_token", as_of).select(
         "patient_token", "source_system", "sex", "birth_year", "zip3"
-    )
+    ), persons)
+    encounters = with_person(encounters, persons)
     if scope is not None:
-        keys = scope.select("patient_token")
+        keys = scope.select("patient_token") if persons is None else person_scope(scope, persons)
         people = people.join(keys, "patient_token", "left_semi")
         encounters = encounters.join(keys, "patient_token", "left_semi")
         procedures = procedures.join(keys, "patient_token", "left_semi")
@@ -97,11 +120,27 @@ def patient_summary(
         .where(F.col("_rank") == 1)
         .select("patient_token", F.col("employer_id").alias("referral_employer_id"))
     )
+    person = people.groupBy(ENTERPRISE_TOKEN).agg(
+        F.count(F.lit(1)).alias("person_records"), F.countDistinct("source_system").alias("person_source_systems"))
+    person_visits = seen.groupBy(ENTERPRISE_TOKEN).agg(
+        F.count(F.lit(1)).alias("person_visits"),
+        F.count(F.when(recent, 1)).alias("person_visits_365d"),
+        F.count(F.when(recent & (F.lower("encounter_type") == "inpatient"), 1)).alias("person_inpatient_encounters_365d"),
+        F.sum("encounter_cost").alias("person_total_cost"),
+    )
+    # The readmission measure's own definition, over the person: one count per index stay.
+    person_readmissions = readmission_cases(recorded_by(encounters, as_of), as_of).groupBy(ENTERPRISE_TOKEN).agg(
+        F.sum("outcome").cast("long").alias("person_readmissions_30d"),
+        F.sum("readmitted_elsewhere").cast("long").alias("person_readmissions_30d_elsewhere"),
+    )
     joined = (
         people.join(visits, "patient_token", "left")
         .join(codes, "patient_token", "left")
         .join(usual, "patient_token", "left")
         .join(last_referral, "patient_token", "left")
+        .join(person, ENTERPRISE_TOKEN, "left")
+        .join(person_visits, ENTERPRISE_TOKEN, "left")
+        .join(person_readmissions, ENTERPRISE_TOKEN, "left")
     )
     readmissions_365d = F.coalesce(F.col("readmissions_365d"), F.lit(0)).cast("long")
     inpatient = F.coalesce(F.col("inpatient_encounters_365d"), F.lit(0))
@@ -118,4 +157,12 @@ def patient_summary(
         readmissions_365d.alias("readmissions_365d"),
         "referral_employer_id",
         ((readmissions_365d >= HIGH_RISK_READMISSIONS) | (inpatient >= HIGH_RISK_INPATIENT)).alias("high_risk"),
+        ENTERPRISE_TOKEN,
+        F.col("person_records").cast("long").alias("person_records"),
+        F.col("person_source_systems").cast("long").alias("person_source_systems"),
+        *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in (
+            "person_visits", "person_visits_365d", "person_inpatient_encounters_365d")],
+        F.coalesce("person_total_cost", F.lit(0)).cast(MONEY).alias("person_total_cost"),
+        *[F.coalesce(c, F.lit(0)).cast("long").alias(c) for c in (
+            "person_readmissions_30d", "person_readmissions_30d_elsewhere")],
     )

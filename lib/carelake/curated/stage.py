@@ -40,10 +40,12 @@ from carelake.curated.features import provider_features
 from carelake.curated.forecast import demand_forecast
 from carelake.curated.outcomes import provider_outcomes, provider_outcomes_by_npi
 from carelake.curated.patients import patient_summary
+from carelake.curated.persons import PERSONS_SCHEMA, person_scope
 from carelake.curated.procedures import provider_procedure_stats
 from carelake.curated.routing import RoutingSettings, referral_routing, routing_distances
 from carelake.delta import MergeSpec, Rows
 from carelake.generate.reference import AREA_POPULATION_PATH
+from carelake.model.persons import ENTERPRISE_TOKEN, ENTERPRISE_TOKENS_TABLE
 from carelake.privacy import tokenise_patient_key
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
@@ -77,6 +79,7 @@ TOUCHES = {
     "dim_provider": (("npi",), ()),
     "dim_patient": ((), ("patient_token",)),
     "crm_activity": (("npi",), ()),
+    ENTERPRISE_TOKENS_TABLE: ((), ("patient_token",)),
 }
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "provider_features": ("npi",),
@@ -104,10 +107,12 @@ class Changes:
     patients: DataFrame
     months: list[str]
     provider_npis: DataFrame  # NPIs whose dim_provider rows changed (their patients' zip3 fallback moves)
+    persons: DataFrame  # enterprise tokens a record joined or left (every record of those people moves)
 
 
 def _input_uris(config: Config) -> dict[str, str]:
-    uris = {name: table_uri(config, "curated", name) for name in (*FACT_EVENT_DATES, "dim_provider", "dim_patient")}
+    uris = {name: table_uri(config, "curated", name)
+            for name in (*FACT_EVENT_DATES, "dim_provider", "dim_patient", ENTERPRISE_TOKENS_TABLE)}
     uris["crm_activity"] = table_uri(config, "processed", "crm_activity")
     return uris
 
@@ -164,6 +169,7 @@ def _changed_rows(tables: DeltaTables, uri: str, before: int, after: int) -> Dat
 def _changes(spark: SparkSession, tables: DeltaTables, uris: dict[str, str], consumed: dict[str, int], versions: dict[str, int]) -> Changes:
     empty_npis = spark.createDataFrame([], "npi string")
     npis, patients, months, provider_npis = [empty_npis], [spark.createDataFrame([], "patient_token string")], set(), empty_npis
+    persons = spark.createDataFrame([], f"{ENTERPRISE_TOKEN} string")
     for name, version in versions.items():
         if consumed.get(name) == version:
             continue
@@ -179,7 +185,10 @@ def _changes(spark: SparkSession, tables: DeltaTables, uris: dict[str, str], con
             months.update(r[0] for r in rows.select("service_month").distinct().collect())
         if name == "dim_provider":
             provider_npis = rows.select("npi")
-    return Changes(_distinct_keys(npis), _distinct_keys(patients), sorted(months), provider_npis.distinct())
+        if name == ENTERPRISE_TOKENS_TABLE:  # old and new rows: the person left and the one joined
+            persons = rows.select(ENTERPRISE_TOKEN)
+    return Changes(_distinct_keys(npis), _distinct_keys(patients), sorted(months), provider_npis.distinct(),
+                   _distinct_keys([persons]))
 
 
 def _distinct_keys(frames: list[DataFrame]) -> DataFrame:
@@ -212,6 +221,7 @@ def _empty_inputs(spark: SparkSession, buckets: int) -> dict[str, DataFrame]:
             "zip3 string, valid_from timestamp, valid_to timestamp, is_current boolean",
         ),
         "crm_activity": empty("crm_activity"),
+        ENTERPRISE_TOKENS_TABLE: spark.createDataFrame([], PERSONS_SCHEMA),
     }
 
 
@@ -297,6 +307,7 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     data.update({name: tables.read(uri, version=versions[name]) for name, uri in uris.items() if name in versions})
     enc, proc, claims, refs = (data[n] for n in FACT_EVENT_DATES)
     providers, patients, crm = data["dim_provider"], data["dim_patient"], data["crm_activity"]
+    persons = data[ENTERPRISE_TOKENS_TABLE]
     curated = {name: table_uri(config, "curated", name) for name in TABLE_KEYS}
 
     def sync(name: str, fresh: DataFrame, scope: DataFrame | None) -> None:
@@ -310,13 +321,16 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     # Recomputed for every NPI: each case's expected outcome comes from the other providers and
     # the shrinkage prior from all of them, so one new case can move any provider's row; the
     # sync still writes only the rows that differ.
-    sync("provider_outcomes", provider_outcomes_by_npi(provider_outcomes(enc, claims, patients, providers, as_of)), None)
+    sync("provider_outcomes", provider_outcomes_by_npi(provider_outcomes(enc, claims, patients, providers, as_of, persons)), None)
 
     patient_scope = None
     if not full:
         at_changed_providers = enc.join(changes.provider_npis, "npi", "left_semi").select("patient_token")
-        patient_scope = changes.patients.unionByName(at_changed_providers).distinct().localCheckpoint(eager=True)
-    sync("patient_summary", patient_summary(enc, proc, refs, patients, providers, as_of, scope=patient_scope), patient_scope)
+        touched = changes.patients.unionByName(at_changed_providers).distinct()
+        # Every record of a touched person: person-level counts are on each of them.
+        patient_scope = person_scope(touched, persons, changes.persons).localCheckpoint(eager=True)
+    sync("patient_summary", patient_summary(enc, proc, refs, patients, providers, as_of, scope=patient_scope, persons=persons),
+         patient_scope)
 
     demand = network_demand_by_zip(
         enc, refs, providers, tables.read(curated["patient_summary"]), tables.read(curated["provider_features"]), as_of

@@ -27,9 +27,12 @@ from carelake.generate.persons import (
     LINKED_PROCEDURE_OFFSET,
     LINKED_TAG,
     LINKED_VISIT_RATE,
+    READMIT_ELSEWHERE_SEED_OFFSET,
     PersonTruth,
     linked_rng,
+    other_registrations,
     plant_persons,
+    readmissions_elsewhere,
 )
 from carelake.generate.truth import TruthWriter
 from carelake.generate.world import Batch, Patients, Providers, area_population
@@ -283,6 +286,13 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
     link_counters = [activity.Counters(LINKED_ENCOUNTER_OFFSET, LINKED_PROCEDURE_OFFSET) for _ in hospitals]
     link_due: list[list[activity.Readmission]] = [[] for _ in hospitals]
     link_claim_seq = LINKED_CLAIM_OFFSET
+    # Readmissions at another hospital of the same person: their own stream, so the records
+    # above stay as they were; they are written with the linked records' files.
+    elsewhere_rng = np.random.default_rng(np.random.SeedSequence([seed, READMIT_ELSEWHERE_SEED_OFFSET]))
+    registrations = other_registrations(who, [patients[index[h.name]] for h in hospitals],
+                                        [linked[index[h.name]] for h in hospitals], [h.name for h in hospitals])
+    patient_index = [{pid: j for j, pid in enumerate(patients[index[h.name]].columns["patient_id"])} for h in hospitals]
+    elsewhere_due: list[list[activity.Readmission]] = [[] for _ in hospitals]
 
     for m in range(months):
         month_start, days = _month(start, m)
@@ -319,6 +329,9 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
                 writer.write(h, "procedures", tag, produced.procedures)
             claim_inputs.append(produced.claim_input)
             truth.encounters(produced.truth)
+            if registrations:
+                for w, readmission in readmissions_elsewhere(elsewhere_rng, produced.truth, i, registrations, patient_index[i]):
+                    elsewhere_due[w].append(readmission)
         if with_entity["claims"]:
             claims = activity.claims_month(rng, claim_inputs, claim_seq)
             claim_seq += len(claims["claim_id"])
@@ -331,6 +344,9 @@ def generate(out_dir: str | Path, config: Config, scale: float = 1.0, seed: int 
             # the extra records visit at LINKED_VISIT_RATE of the rate of the hospital's own patients
             if not len(linked[i]):
                 continue
+            month_end = month_start + timedelta(days=days - 1)
+            link_due[i] = link_due[i] + [r for r in elsewhere_due[i] if r.admit <= month_end]
+            elsewhere_due[i] = [r for r in elsewhere_due[i] if r.admit > month_end]
             # at least one a month, as for every hospital: each month has its linked files
             n = max(1, round(ENCOUNTERS_PER_YEAR * scale * w / 12 * season * LINKED_VISIT_RATE
                              * len(linked[i]) / len(patients[i])))

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from carelake.generate import reference as ref
+from carelake.generate.activity import Readmission
 from carelake.generate.world import (
     DAY,
     PATIENT_ID_OFFSETS,
@@ -217,3 +218,52 @@ def plant_persons(rng: np.random.Generator, patients: list[Patients], systems: l
             add(w, twin, int(pats.area[i]), int(pats.age[i]), pats.payer[i], float(rng.normal()),
                 None, f"{systems[w]}:twin:{len(records[w]) + 1}", ["twin"], sibling)
     return records, truth
+
+
+# Of the unplanned inpatient stays of a person registered at another hospital too, the share
+# followed by an unplanned readmission at that other hospital within 30 days (on top of the
+# readmissions the stay's own hospital sees): the readmissions only a master patient index finds.
+READMIT_ELSEWHERE_SHARE = 0.3
+READMIT_ELSEWHERE_SEED_OFFSET = 16_002  # their own generator: seed + this constant
+
+
+def other_registrations(who: PersonTruth, patients: list[Patients], linked: list[Patients],
+                        systems: list[str]) -> dict[tuple[int, int], list[tuple[int, int]]]:
+    """(hospital, index of its own patient) -> [(other hospital, index of the linked record)] for
+    every person registered again elsewhere (twins are other people and left out)."""
+    own = [{pid: i for i, pid in enumerate(p.columns["patient_id"])} for p in patients]
+    extra = [{pid: k for k, pid in enumerate(p.columns["patient_id"])} for p in linked]
+    out: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for system, pid, person, twin_of in zip(who.source_system, who.patient_id, who.person_id, who.twin_of, strict=True):
+        home, _, home_pid = person.partition(":")
+        w = systems.index(system)
+        if twin_of is not None or pid not in extra[w] or home not in systems:
+            continue
+        h = systems.index(home)
+        if home_pid in own[h]:
+            out.setdefault((h, own[h][home_pid]), []).append((w, extra[w][pid]))
+    return out
+
+
+def readmissions_elsewhere(rng: np.random.Generator, truth: dict[str, list], hospital: int,
+                           registrations: dict[tuple[int, int], list[tuple[int, int]]],
+                           patient_index: dict[str, int]) -> list[tuple[int, Readmission]]:
+    """One hospital-month's encounter truth -> (other hospital, readmission of the linked record
+    there) for :data:`READMIT_ELSEWHERE_SHARE` of the unplanned inpatient stays of people
+    registered elsewhere: 1-30 days after discharge, unplanned, caused by that stay (its
+    ``readmission_of`` is ``<source system>:<encounter id>`` of the index stay)."""
+    stays = [j for j, (kind, planned, pid) in enumerate(zip(
+        truth["encounter_type"], truth["planned_readmission"], truth["patient_id"], strict=True))
+        if kind == "inpatient" and not planned and (hospital, patient_index[pid]) in registrations]
+    u, pick = rng.random(len(stays)), rng.random(len(stays))
+    gap = np.minimum(rng.geometric(0.1, size=len(stays)), 30)
+    out = []
+    for j, uj, pj, g in zip(stays, u.tolist(), pick.tolist(), gap.tolist(), strict=True):
+        if uj >= READMIT_ELSEWHERE_SHARE:
+            continue
+        where = registrations[(hospital, patient_index[truth["patient_id"][j]])]
+        w, k = where[int(pj * len(where))]
+        # the index stay is at another hospital: its id is named with its source system
+        index_id = f"{truth['source_system'][j]}:{truth['encounter_id'][j]}"
+        out.append((w, Readmission(k, truth["discharge_date"][j] + timedelta(days=int(g)), False, index_id)))
+    return out

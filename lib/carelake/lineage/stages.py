@@ -32,11 +32,12 @@ from carelake.storage import table_uri
 STAGE_READS: dict[str, tuple[tuple[str, str], ...]] = {
     "process": tuple(("raw", e) for e in ("providers", "patients", "encounters", "procedures", "claims", "referrals", "crm_activity")),
     "match": (("processed", "patients"), ("processed", "patients_pii")),
-    "model": tuple(("processed", e) for e in ("providers", "patients", "encounters", "procedures", "claims", "referrals")),
+    "model": (*(("processed", e) for e in ("providers", "patients", "encounters", "procedures", "claims", "referrals")),
+              ("processed", "patient_links_pii")),
     "aggregates": (
         ("curated", "fact_encounter"), ("curated", "fact_procedure"), ("curated", "fact_claim"),
         ("curated", "fact_referral"), ("curated", "dim_provider"), ("curated", "dim_patient"),
-        ("processed", "crm_activity"),
+        ("processed", "crm_activity"), ("curated", "patient_enterprise_tokens"),
     ),
     "train": (("curated", "provider_features"), ("curated", "fact_encounter")),
     "score": (("curated", "provider_features"), ("curated", "fact_encounter")),

@@ -8,6 +8,10 @@ A run with no new batches writes nothing.
 
 De-identification happens on the way in and out: ``patient_key`` is replaced by the keyed
 ``patient_token`` as processed rows are read, and fact dates are kept to ``privacy.date_grain``.
+
+Every run also brings ``curated/patient_enterprise_tokens`` (the person behind each record, from
+the match stage's links; :mod:`carelake.model.persons`) in line with the processed patients and
+the latest links, batches or not: a match run may relink records without a new patient batch.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
 from carelake.config import Config
 from carelake.delta.scd2 import apply_scd2
+from carelake.matching.linkage import MatchSettings
 from carelake.model.dim_date import DEFAULT_FISCAL_START_MONTH, build_dim_date, date_span
 from carelake.model.dimensions import dimension_spec, patient_updates, provider_updates
 from carelake.model.facts import (
@@ -38,7 +43,13 @@ from carelake.model.facts import (
     touched_partitions,
     version_lookup,
 )
+from carelake.model.persons import (
+    ENTERPRISE_TOKENS_TABLE,
+    enterprise_tokens,
+    sync_enterprise_tokens,
+)
 from carelake.privacy import coarsen_dates, date_grain, resolve_token_key, tokenise_patient_key
+from carelake.privacy.restricted import MATCHING_TABLES
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
 from carelake.storage import table_uri
@@ -156,13 +167,14 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
         # Pin one version so the batches listed and the rows read agree.
         full[entity] = tokenise_patient_key(tables.read(uri, version=tables.version(uri)), token_key)
     new_batches = _new_batches(full, consumed)
+    relinked = _sync_persons(spark, config, tables, token_key, summary, meta)
     new: dict[str, DataFrame] = {}
     for entity, frame in full.items():
         batches = [b for e, b in new_batches if e == entity]
         new[entity] = frame.where(F.col("_batch_id").isin(batches) if batches else F.lit(False))
     if not new_batches:
         summary.notes.append("no new processed batches")
-        return summary.finish("nothing-to-do")
+        return summary.finish("ok" if relinked else "nothing-to-do")
     log.info("model: %d new processed batch(es)", len(new_batches))
 
     for dim, entity, prepare in (("dim_provider", "providers", provider_updates), ("dim_patient", "patients", patient_updates)):
@@ -214,6 +226,32 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     summary.tables[log_uri] = result.version
     summary.notes.insert(0, f"{len(new_batches)} new processed batch(es) modelled")
     return summary.finish()
+
+
+def _sync_persons(
+    spark: SparkSession, config: Config, tables: DeltaTables, key: bytes, summary: StageSummary, meta: dict[str, str],
+) -> int:
+    """Sync ``curated/patient_enterprise_tokens`` with the processed patients and the links (read
+    only when matching is enabled); the rows written."""
+    patients_uri = table_uri(config, "processed", "patients")
+    uri = table_uri(config, "curated", ENTERPRISE_TOKENS_TABLE)
+    if not tables.exists(patients_uri):
+        return 0
+    links_uri = table_uri(config, "processed", MATCHING_TABLES[0])
+    links = None
+    if MatchSettings.from_config(config).enabled and tables.exists(links_uri):
+        links = tables.read(links_uri, version=tables.version(links_uri))
+    else:
+        summary.notes.append("no patient links (matching off or not run): each patient record is its own person")
+    fresh = enterprise_tokens(tables.read(patients_uri, version=tables.version(patients_uri)), links, key)
+    written, result = sync_enterprise_tokens(tables, uri, fresh, commit_metadata=meta)
+    counts = summary.counts(ENTERPRISE_TOKENS_TABLE)
+    counts.rows_in = counts.rows_valid = fresh.count()
+    counts.rows_written = written
+    counts.delta_version = tables.version(uri) if tables.exists(uri) else None
+    if result is not None:
+        summary.tables[uri] = tables.version(uri)
+    return written
 
 
 def _rebuild_dim_date(
