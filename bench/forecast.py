@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         demand = monthly_demand(Path(tmp))
         print(f"generated 24 months at scale {args.scale} in {time.monotonic() - started:.0f} s: "
               f"{len(demand)} area x specialty x month rows", flush=True)
-    spark = build_session(config, app_name="carelake-bench-forecast")
+    spark = build_session(config)
     months = sorted(demand["service_month"].unique())
     one_year = demand[demand["service_month"] >= months[-12]]
     results = {}
