@@ -85,3 +85,22 @@ def hospital_a_procedures(spark: SparkSession, out: Path) -> DataFrame:
     return spark.createDataFrame(rows[["procedure_id", "provider_npi", "cpt_code", "procedure_date"]]).select(
         "procedure_id", F.col("provider_npi").alias("npi"), F.col("cpt_code").alias("procedure_code"),
         F.to_date("procedure_date").alias("procedure_date"))
+
+
+def network_frames(spark: SparkSession, out: Path, start: date) -> dict[str, DataFrame]:
+    """:func:`fact_frames` plus what the network measures read: ``providers`` with a practice
+    ``zip`` (their planted area, which never changes in the generator, as ``<zip3>01``),
+    ``homes`` (patient_token, zip3: where each patient lives) and ``referrals`` (fact_referral
+    columns, from the CRM files)."""
+    facts = fact_frames(spark, out, start)
+    practice = spark.createDataFrame(truth_frame(out, PROVIDERS_FILE)[["npi", "practice_zip3"]].astype(str)).select(
+        "npi", F.concat(F.col("practice_zip3"), F.lit("01")).alias("_zip"))
+    providers = facts["providers"].join(practice, "npi").withColumn("zip", F.col("_zip")).drop("_zip")
+    homes = spark.createDataFrame(truth_frame(out, PATIENTS_FILE)[["source_system", "patient_id", "zip3"]].astype(str)).select(
+        F.concat_ws("|", "source_system", "patient_id").alias("patient_token"), "zip3")
+    rows = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((out / "crm" / "referrals").glob("*.csv"))])
+    referrals = spark.createDataFrame(rows[["patient_system", "patient_id", "referring_npi", "referred_to_npi",
+                                            "referral_date", "status", "specialty_requested"]]).select(
+        F.concat_ws("|", "patient_system", "patient_id").alias("patient_token"), "referring_npi", "referred_to_npi",
+        F.to_date("referral_date").alias("referral_date"), "status", "specialty_requested")
+    return {**facts, "providers": providers, "homes": homes, "referrals": referrals}

@@ -29,9 +29,9 @@ from carelake.curated.adequacy import (
 )
 from carelake.curated.demand import network_demand_by_zip
 from carelake.generate.reference import AREA_POPULATION_PATH
-from carelake.generate.truth import AREAS_FILE, PATIENTS_FILE, PROVIDERS_FILE
+from carelake.generate.truth import AREAS_FILE
 from carelake.geo import area_to_zip_distances
-from tests.planted_truth import fact_frames, truth_frame
+from tests.planted_truth import network_frames, truth_frame
 
 SCALE, SEED, START = 0.2, 42, date(2024, 1, 1)
 AS_OF = date(2024, 12, 31)
@@ -44,18 +44,8 @@ def generated(planted_year: Path) -> Path:
 
 
 def _inputs(spark: SparkSession, out: Path) -> dict[str, DataFrame]:
-    facts = fact_frames(spark, out, START)
-    # The practice area of every provider (it never changes in the generator) as a zip.
-    practice = spark.createDataFrame(truth_frame(out, PROVIDERS_FILE)[["npi", "practice_zip3"]].astype(str)).select(
-        "npi", F.concat(F.col("practice_zip3"), F.lit("01")).alias("_zip"))
-    providers = facts["providers"].join(practice, "npi").withColumn("zip", F.col("_zip")).drop("_zip")
-    homes = spark.createDataFrame(truth_frame(out, PATIENTS_FILE)[["source_system", "patient_id", "zip3"]].astype(str)).select(
-        F.concat_ws("|", "source_system", "patient_id").alias("patient_token"), "zip3")
-    rows = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((out / "crm" / "referrals").glob("*.csv"))])
-    referrals = spark.createDataFrame(rows[["patient_system", "patient_id", "referring_npi", "referred_to_npi",
-                                            "referral_date", "status", "specialty_requested"]]).select(
-        F.concat_ws("|", "patient_system", "patient_id").alias("patient_token"), "referring_npi", "referred_to_npi",
-        F.to_date("referral_date").alias("referral_date"), "status", "specialty_requested")
+    facts = network_frames(spark, out, START)
+    providers, homes, referrals = facts["providers"], facts["homes"], facts["referrals"]
     features = providers.where(F.col("valid_to") > F.lit(AS_OF)).select(
         "npi", F.substring("zip", 1, 3).alias("zip3"), "specialty", F.lit(None).cast("double").alias("composite_score"))
     # Checkpointed: both measures scan each input several times, and these are built from pandas.

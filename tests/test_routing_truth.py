@@ -27,8 +27,8 @@ from carelake.curated.features import composite_score, providers_as_of
 from carelake.curated.metrics import shrunk_rate
 from carelake.curated.outcomes import provider_outcomes, provider_outcomes_by_npi
 from carelake.curated.routing import RoutingSettings, referral_routing, routing_distances
-from carelake.generate.truth import AREAS_FILE, PATIENTS_FILE, PROVIDERS_FILE
-from tests.planted_truth import PLANTED_YEAR, fact_frames, provider_truth, truth_frame
+from carelake.generate.truth import AREAS_FILE
+from tests.planted_truth import PLANTED_YEAR, network_frames, provider_truth, truth_frame
 
 START = PLANTED_YEAR["start"]
 AS_OF = date(2024, 12, 31)
@@ -40,20 +40,9 @@ def generated(planted_year: Path) -> Path:
 
 
 def _inputs(spark: SparkSession, out: Path) -> dict[str, DataFrame]:
-    facts = fact_frames(spark, out, START)
-    practice = spark.createDataFrame(truth_frame(out, PROVIDERS_FILE)[["npi", "practice_zip3"]].astype(str)).select(
-        "npi", F.concat(F.col("practice_zip3"), F.lit("01")).alias("_zip"))
-    providers = facts["providers"].join(practice, "npi").withColumn("zip", F.col("_zip")).drop("_zip")
-    homes = spark.createDataFrame(truth_frame(out, PATIENTS_FILE)[["source_system", "patient_id", "zip3"]].astype(str)).select(
-        F.concat_ws("|", "source_system", "patient_id").alias("patient_token"), "zip3")
-    rows = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((out / "crm" / "referrals").glob("*.csv"))])
-    referrals = spark.createDataFrame(rows[["patient_system", "patient_id", "referring_npi", "referred_to_npi",
-                                            "referral_date", "status", "specialty_requested"]]).select(
-        F.concat_ws("|", "patient_system", "patient_id").alias("patient_token"), "referring_npi", "referred_to_npi",
-        F.to_date("referral_date").alias("referral_date"), "status", "specialty_requested")
-    frames = {"encounters": facts["encounters"], "claims": facts["claims"], "patients": facts["patients"],
-              "providers": providers, "homes": homes, "referrals": referrals}
-    return {name: frame.localCheckpoint(eager=True) for name, frame in frames.items()}
+    frames = network_frames(spark, out, START)
+    return {name: frames[name].localCheckpoint(eager=True)
+            for name in ("encounters", "claims", "patients", "providers", "homes", "referrals")}
 
 
 def _raw_ratios(outcomes: DataFrame) -> DataFrame:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,21 @@ class Config:
         if not isinstance(value, dict):
             raise ConfigError(f"{self.source_file}: '{name}' must be a mapping, found {type(value).__name__}")
         return value
+
+    def settings(self, dotted: str, known: Iterable[str]) -> tuple[dict[str, Any], str]:
+        """The optional mapping at a dotted path (e.g. ``curated.adequacy``; {} when absent) and
+        its location for error messages; a key outside ``known`` is an error naming them all."""
+        where = f"{self.source_file}: {dotted}"
+        block: Any = self.raw
+        for part in dotted.split("."):
+            block = (block.get(part) if isinstance(block, dict) else None) or {}
+        if not isinstance(block, dict):
+            raise ConfigError(f"{where}: expected a mapping, found {type(block).__name__}")
+        names = sorted(known)
+        unknown = set(block) - set(names)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(names)}")
+        return block, where
 
     def with_overrides(self, **dotted: Any) -> Config:
         """A copy with keys replaced, e.g. ``with_overrides(**{"lakehouse.root": "/tmp/x"})``."""

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession, Window
@@ -83,14 +82,7 @@ class AdequacySettings:
 
     @classmethod
     def from_config(cls, config: Config) -> AdequacySettings:
-        block: Any = config.section("curated").get("adequacy") or {}
-        where = f"{config.source_file}: curated.adequacy"
-        if not isinstance(block, dict):
-            raise ConfigError(f"{where}: expected a mapping, found {type(block).__name__}")
-        unknown = set(block) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                              f"expected {', '.join(sorted(cls.__dataclass_fields__))}")
+        block, where = config.settings("curated.adequacy", cls.__dataclass_fields__)
         try:
             settings = cls(**{k: type(getattr(cls, k))(v) for k, v in block.items()})
         except (TypeError, ValueError) as exc:

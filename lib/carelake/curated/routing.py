@@ -90,14 +90,7 @@ class RoutingSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> RoutingSettings:
-        block: Any = config.section("curated").get("routing") or {}
-        where = f"{config.source_file}: curated.routing"
-        if not isinstance(block, dict):
-            raise ConfigError(f"{where}: expected a mapping, found {type(block).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = set(block) - set(names)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(names))}")
+        block, where = config.settings("curated.routing", [f.name for f in fields(cls)])
         values: dict[str, Any] = {}
         for key, value in block.items():
             if key == "networks":

@@ -19,7 +19,6 @@ default.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +52,7 @@ class MatchSettings:
 
     @classmethod
     def from_config(cls, config: Config) -> MatchSettings:
-        block: Mapping[str, Any] = config.section("matching") or {}
-        where = f"{config.source_file}: matching"
-        known = set(cls.__dataclass_fields__)
-        unknown = set(block) - known
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(known))}")
+        block, where = config.settings("matching", cls.__dataclass_fields__)
         def typed(key: str, value: Any) -> Any:
             if isinstance(getattr(cls, key), bool):  # "false" from the environment is False
                 return value if isinstance(value, bool) else str(value).strip().lower() in ("1", "true", "yes")
