@@ -29,7 +29,7 @@ from carelake.curated.adequacy import (
 )
 from carelake.curated.demand import network_demand_by_zip
 from carelake.generate.reference import AREA_POPULATION_PATH
-from carelake.generate.truth import AREAS_FILE
+from carelake.generate.truth import AREAS_FILE, PATIENTS_FILE
 from carelake.geo import area_to_zip_distances
 from tests.planted_truth import network_frames, truth_frame
 
@@ -117,6 +117,8 @@ def figures(spark: SparkSession, generated: Path) -> dict:
         .median().round(2).to_dict(),
     }
     print(out)
+    out["new leaked referrals by area and month"] = (new.groupby(["zip3", "service_month"])["referrals_leaked"].sum()
+                                                     .loc[lambda x: x > 0].to_dict())
     return out
 
 
@@ -167,3 +169,16 @@ def test_old_flag_finds_less_of_the_planted_shortage(figures: dict) -> None:
         return by_area["441"] / max(v for k, v in by_area.items() if k != "441")
 
     assert separation(figures["new median utilisation by area"]) > separation(figures["old median demand/capacity by area"])
+
+
+def test_leaked_referrals_are_the_planted_leaks_counted_where_the_patients_live(figures: dict, generated: Path) -> None:
+    # The generator marks a referral 'leaked' (55% of those leaving the referrer's employer, 3%
+    # of the others); every provider of these records shares one network, so the leaks are
+    # exactly those. Counted here from the CRM files and the planted homes, without Spark.
+    referrals = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((generated / "crm" / "referrals").glob("*.csv"))])
+    homes = truth_frame(generated, PATIENTS_FILE).astype(str).rename(columns={"source_system": "patient_system"})
+    leaked = referrals[referrals["status"] == "leaked"].merge(homes[["patient_system", "patient_id", "zip3"]],
+                                                               on=["patient_system", "patient_id"], how="left")
+    assert leaked["zip3"].notna().all() and len(leaked) > 100
+    planted = leaked.groupby(["zip3", leaked["referral_date"].str.slice(0, 7).rename("service_month")]).size().to_dict()
+    assert figures["new leaked referrals by area and month"] == planted
