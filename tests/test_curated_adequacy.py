@@ -9,12 +9,14 @@ from datetime import date, datetime
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 
 from carelake.config import ConfigError
 from carelake.curated.adequacy import (
     COLUMNS,
     AdequacySettings,
     flag_expansion,
+    leakage_trend,
     network_adequacy,
     read_area_population,
 )
@@ -27,7 +29,7 @@ PROVIDER_SCHEMA = ("npi string, specialty string, zip string, network_id string,
                    "valid_from timestamp, valid_to timestamp, is_current boolean")
 ADEQUACY_SCHEMA = (
     "zip3 string, specialty string, service_month string, encounters long, referrals long, referrals_leaked long, "
-    "demand long, active_providers long, throughput_per_provider double, capacity double, utilisation double, "
+    "leaked_share_3m double, leaked_share_change double, demand long, active_providers long, throughput_per_provider double, capacity double, utilisation double, "
     "nearest_provider_km double, population long, providers_per_100k double, network_providers_per_100k double, "
     "expand_network boolean, expansion_reason string"
 )
@@ -102,22 +104,24 @@ def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSessi
     # Per 100,000 residents (606 300k, 441 100k, 303 unknown: 400k in all): cardiology Jan
     # 606 2/3 = 0.6667, 441 1.0, all 3 of 400k = 0.75; Feb 606 1/3 = 0.3333 < 0.7 x 0.5 (A and C
     # of 400k): below the standard; dermatology: E's 1 of 400k = 0.25, 606 none: 0 < 0.175.
+    # Leaked share over the cell's months to this one: 606 cardiology 0 of 1 in Jan and Jan-Feb,
+    # 441 cardiology 1 of 1 by Feb, 606 dermatology 1 of 1; no change: nothing before January.
     actual = adequacy
     above = "utilisation above 1.2"
     below = "providers per 100k below 0.7 of the network's"
     expected = spark.createDataFrame(
         [
-            ("606", "Cardiology", "2024-01", 5, 1, 0, 6, 2, 2.0, 4.0, 1.5, 3.0, 300_000, 0.6667, 0.75, True, above),
-            ("606", "Cardiology", "2024-02", 2, 0, 0, 2, 1, 2.0, 2.0, 1.0, 3.0, 300_000, 0.3333, 0.5, True, below),
-            ("441", "Cardiology", "2024-01", 2, 0, 0, 2, 1, 2.0, 2.0, 1.0, 12.0, 100_000, 1.0, 0.75, False, None),
-            ("441", "Cardiology", "2024-02", 2, 1, 1, 3, 1, 2.0, 2.0, 1.5, 12.0, 100_000, 1.0, 0.5, True, above),
-            ("unknown", "Cardiology", "2024-02", 1, 0, 0, 1, 0, 2.0, 0.0, None, None, None, None, 0.5, False, None),
-            ("606", "Dermatology", "2024-02", 0, 1, 1, 1, 0, None, None, None, 950.0, 300_000, 0.0, 0.25, True,
+            ("606", "Cardiology", "2024-01", 5, 1, 0, 0.0, None, 6, 2, 2.0, 4.0, 1.5, 3.0, 300_000, 0.6667, 0.75, True, above),
+            ("606", "Cardiology", "2024-02", 2, 0, 0, 0.0, None, 2, 1, 2.0, 2.0, 1.0, 3.0, 300_000, 0.3333, 0.5, True, below),
+            ("441", "Cardiology", "2024-01", 2, 0, 0, None, None, 2, 1, 2.0, 2.0, 1.0, 12.0, 100_000, 1.0, 0.75, False, None),
+            ("441", "Cardiology", "2024-02", 2, 1, 1, 1.0, None, 3, 1, 2.0, 2.0, 1.5, 12.0, 100_000, 1.0, 0.5, True, above),
+            ("unknown", "Cardiology", "2024-02", 1, 0, 0, None, None, 1, 0, 2.0, 0.0, None, None, None, None, 0.5, False, None),
+            ("606", "Dermatology", "2024-02", 0, 1, 1, 1.0, None, 1, 0, None, None, None, 950.0, 300_000, 0.0, 0.25, True,
              f"no active provider; nearest provider beyond 100 km; {below}"),
-            ("303", "Dermatology", "2024-01", 0, 0, 0, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
-            ("303", "Dermatology", "2024-02", 0, 0, 0, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
-            ("441", "Dermatology", "2024-01", 0, 0, 0, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
-            ("441", "Dermatology", "2024-02", 0, 0, 0, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
+            ("303", "Dermatology", "2024-01", 0, 0, 0, None, None, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
+            ("303", "Dermatology", "2024-02", 0, 0, 0, None, None, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
+            ("441", "Dermatology", "2024-01", 0, 0, 0, None, None, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
+            ("441", "Dermatology", "2024-02", 0, 0, 0, None, None, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
         ],
         ADEQUACY_SCHEMA,
     )
@@ -195,3 +199,26 @@ def test_settings_come_from_config_and_bad_values_are_rejected(base_config) -> N
         AdequacySettings.from_config(base_config.with_overrides(**{"curated.adequacy": {"threshold": 1}}))
     with pytest.raises(ConfigError, match="utilisation_threshold > 0"):
         AdequacySettings.from_config(base_config.with_overrides(**{"curated.adequacy": {"utilisation_threshold": 0}}))
+
+
+def test_leaked_share_rising_quarter_on_quarter_is_a_reason(spark: SparkSession) -> None:
+    # One cell, 30 referrals a month, none in April; leaked 3, 3, 3 (Jan-Mar), -, 9, 9, 12 (May-Jul).
+    # Share over the three months to each: Jan-Mar 0.1 (nothing before January: no change); May
+    # (Mar-May) 12 of 60 = 0.2 against Jan-Feb's 6 of 60 = 0.1: +0.1; Jun (Apr-Jun) 18 of 60 = 0.3
+    # against Jan-Mar's 9 of 90: +0.2; Jul (May-Jul) 30 of 90 = 0.3333 against Feb-Apr's 6 of 60: +0.2333.
+    months = [("2024-01", 3), ("2024-02", 3), ("2024-03", 3), ("2024-05", 9), ("2024-06", 9), ("2024-07", 12)]
+    rows = [("606", "Cardiology", m, 0, 30, leaked, 30, 2, 20.0, 40.0, 0.75, 3.0, None, None, None)
+            for m, leaked in months]
+    base = spark.createDataFrame(rows, "zip3 string, specialty string, service_month string, encounters long, "
+                                 "referrals long, referrals_leaked long, demand long, active_providers long, "
+                                 "throughput_per_provider double, capacity double, utilisation double, "
+                                 "nearest_provider_km double, population long, providers_per_100k double, "
+                                 "network_providers_per_100k double")
+    measured = base.select("*", *leakage_trend(F.col("referrals"), F.col("referrals_leaked")))
+    got = {r.service_month: (r.leaked_share_3m, r.leaked_share_change) for r in measured.collect()}
+    assert got == {"2024-01": (0.1, None), "2024-02": (0.1, None), "2024-03": (0.1, None),
+                   "2024-05": (0.2, 0.1), "2024-06": (0.3, 0.2), "2024-07": (0.3333, 0.2333)}
+    flagged = flag_expansion(measured, AdequacySettings(leakage_rise=0.15)).where("expand_network")
+    assert sorted((r.service_month, r.expansion_reason) for r in flagged.collect()) == [
+        ("2024-06", "leaked share up more than 0.15"), ("2024-07", "leaked share up more than 0.15")]
+    assert flag_expansion(measured, AdequacySettings(leakage_rise=0.25)).where("expand_network").count() == 0

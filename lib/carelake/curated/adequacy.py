@@ -37,6 +37,9 @@ COLUMNS: dict[str, str] = {
     "encounters": "Encounters of the area's residents with providers of the specialty, in any area",
     "referrals": "Referrals of the area's residents for the specialty, in-network or leaked; cancelled excluded",
     "referrals_leaked": "Of those, leaked: status leaked or sent outside the referring provider's network",
+    "leaked_share_3m": "referrals_leaked / referrals over the cell's three months to this one; null without referrals",
+    "leaked_share_change": "leaked_share_3m minus the share of the three months before them; null unless both "
+    "hold at least 20 referrals",
     "demand": "encounters + referrals",
     "active_providers": "Providers of the specialty practising in the area and active at the month's end "
     "(dim_provider version in effect then)",
@@ -53,7 +56,8 @@ COLUMNS: dict[str, str] = {
     "expand_network": "True when the area's residents need more than its active providers sustain, or an access "
     "standard is not met (see expansion_reason)",
     "expansion_reason": "Every reason met, '; '-separated in this order: 'no active provider', 'utilisation above "
-    "<threshold>', 'nearest provider beyond <km> km', 'providers per 100k below <share> of the network's' "
+    "<threshold>', 'nearest provider beyond <km> km', 'providers per 100k below <share> of the network's', "
+    "'leaked share up more than <rise>' "
     "(demand of at least curated.adequacy.min_demand); null otherwise",
 }
 
@@ -64,7 +68,7 @@ class AdequacySettings:
 
     # 2.0: the residents need twice what the area's providers deliver at the typical provider's
     # sustained pace. Busier-than-median providers put areas with a normal supply at a median
-    # 0.94-1.53 on the generated data, the planted shortage area at 3.67 (docs/measures.md).
+    # 0.88-1.52 on the generated data, the planted shortage area at 3.65 (docs/measures.md).
     utilisation_threshold: float = 2.0
     # Months with less demand than this are too thin to call a shortage on (a few visits).
     min_demand: int = 5
@@ -79,6 +83,10 @@ class AdequacySettings:
     # Six months: about the time it takes to recruit a provider or open a clinic session; the
     # table demand_forecast flags utilisation above utilisation_threshold in these months.
     forecast_horizon_months: int = 6
+    # 0.15: residents' referrals leaving the network rose by 15 points of share from one quarter
+    # to the next (each with at least MIN_LEAKAGE_REFERRALS); the generated shares sit near
+    # 0.2-0.3 with no planted trend, and a quarter's share of 20+ referrals varies by about 0.1.
+    leakage_rise: float = 0.15
 
     @classmethod
     def from_config(cls, config: Config) -> AdequacySettings:
@@ -93,6 +101,8 @@ class AdequacySettings:
         if settings.max_distance_km <= 0 or not 0 <= settings.min_ratio_share <= 1:
             raise ConfigError(f"{where}: expected max_distance_km > 0 and 0 <= min_ratio_share <= 1, found "
                               f"{settings.max_distance_km} and {settings.min_ratio_share}")
+        if not 0 < settings.leakage_rise <= 1:
+            raise ConfigError(f"{where}: expected 0 < leakage_rise <= 1, found {settings.leakage_rise}")
         if settings.forecast_horizon_months < 1:
             raise ConfigError(f"{where}: expected forecast_horizon_months >= 1, found {settings.forecast_horizon_months}")
         return settings
@@ -217,6 +227,7 @@ def network_adequacy(
         encounters_n.alias("encounters"),
         referrals_n.alias("referrals"),
         F.coalesce("referrals_leaked", F.lit(0)).alias("referrals_leaked"),
+        *leakage_trend(referrals_n, F.coalesce("referrals_leaked", F.lit(0))),
         demand.alias("demand"),
         providers_n.alias("active_providers"),
         "throughput_per_provider",
@@ -228,6 +239,21 @@ def network_adequacy(
         "network_providers_per_100k",
     )
     return flag_expansion(measures, settings)
+
+
+MIN_LEAKAGE_REFERRALS = 20  # fewer referrals in a quarter: its leaked share is too noisy to trend
+
+
+def leakage_trend(referrals: Column, leaked: Column) -> list[Column]:
+    """``leaked_share_3m`` and ``leaked_share_change`` of each cell-month: windows over the
+    cell's months by number (a month a cell lacks has no referrals), so gaps do not shift them."""
+    start = F.to_date(F.concat(F.col("service_month"), F.lit("-01")))
+    cell = Window.partitionBy("zip3", "specialty").orderBy(F.year(start) * 12 + F.month(start))
+    recent, before = cell.rangeBetween(-2, 0), cell.rangeBetween(-5, -3)
+    share = ratio(F.sum(leaked).over(recent), F.sum(referrals).over(recent))
+    prior = ratio(F.sum(leaked).over(before), F.sum(referrals).over(before))
+    enough = (F.sum(referrals).over(recent) >= MIN_LEAKAGE_REFERRALS) & (F.sum(referrals).over(before) >= MIN_LEAKAGE_REFERRALS)
+    return [share.alias("leaked_share_3m"), F.when(enough, F.round(share - prior, RATIO_DIGITS)).alias("leaked_share_change")]
 
 
 def _nearest_provider(at_month_end: DataFrame, distances: DataFrame) -> DataFrame:
@@ -256,7 +282,7 @@ def _network_ratio(supply: DataFrame, residents: DataFrame) -> DataFrame:
 
 def flag_expansion(measures: DataFrame, settings: AdequacySettings) -> DataFrame:
     """Adequacy rows (zip3, demand, active_providers, utilisation, nearest_provider_km,
-    providers_per_100k, network_providers_per_100k; any ``expand_network`` /
+    providers_per_100k, network_providers_per_100k, leaked_share_change; any ``expand_network`` /
     ``expansion_reason`` they carry are replaced) -> the same plus the expansion signal under
     ``settings``, so other thresholds can be tried without recomputing the measures.
 
@@ -269,6 +295,7 @@ def flag_expansion(measures: DataFrame, settings: AdequacySettings) -> DataFrame
         (F.col("nearest_provider_km") > km, f"nearest provider beyond {km:g} km"),
         (F.col("providers_per_100k") < share * F.col("network_providers_per_100k"),
          f"providers per 100k below {share:g} of the network's"),
+        (F.col("leaked_share_change") > settings.leakage_rise, f"leaked share up more than {settings.leakage_rise:g}"),
     ]
     # concat_ws skips nulls: each reason is its text when met, else null.
     met = F.concat_ws(REASON_SEPARATOR, *(F.when(condition, F.lit(text)) for condition, text in reasons))
