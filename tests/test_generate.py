@@ -322,7 +322,9 @@ def test_manifest_counts_equal_file_contents(config: Config, clean) -> None:
 def test_scale_001_volumes(clean) -> None:
     _, manifest = clean
     rows = manifest.rows_by_entity()
-    assert 900 <= rows["encounters"] <= 1100
+    # ~1,000 of each hospital's own, plus those of people registered at a second hospital
+    # (their visits and readmissions there: about a tenth more).
+    assert 900 <= rows["encounters"] <= 1200
     assert rows["encounters"] * 1.4 <= rows["procedures"] <= rows["encounters"] * 2.1
     assert rows["encounters"] * 0.85 <= rows["claims"] <= rows["encounters"]
     assert 120 <= rows["referrals"] <= 180 and 40 <= rows["crm_activity"] <= 60
