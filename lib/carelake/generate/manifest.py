@@ -103,12 +103,14 @@ _MONTH = re.compile(r"\d{4}-\d{2}")
 def send_order(path: Path) -> tuple[str, int, str]:
     """Sort key of a generated landing file in the order its sources would send it: by month,
     then reference data (providers, patients) before encounters (and FHIR Bundles, which carry
-    their own), before what refers to encounters; a re-sent file after the one it corrects."""
+    their own), before what refers to encounters; a re-sent file after the one it corrects.
+    A FHIR Condition (an encounter's diagnosis) goes with the encounters, just before them: the
+    process stage joins it into the encounter it names, so it must be there first."""
     month = _MONTH.search(path.name)
     kind = f"{path.parent.name}/{path.name}".lower()
     if any(k in kind for k in ("provider", "practitioner", "patient")):
         rank = 0
-    elif "encounter" in kind or "bundle" in kind:
+    elif "encounter" in kind or "bundle" in kind or "condition" in kind:
         rank = 1
     else:
         rank = 2
