@@ -341,7 +341,8 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     adequacy_settings = AdequacySettings.from_config(config)
     # Every home area to every practice zip, built once on the driver (a few hundred values) for
     # both the adequacy distance and the routing limit.
-    distances = routing_distances(spark, homes.where(F.col("zip3").isNotNull()), providers).localCheckpoint(eager=True)
+    areas = homes.where(F.col("zip3").isNotNull())
+    distances = routing_distances(spark, areas, providers).localCheckpoint(eager=True)
     adequacy = network_adequacy(
         enc, refs, providers, homes, as_of, adequacy_settings,
         distances=distances, population=_area_population(spark, config, summary),
@@ -351,7 +352,6 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     sync("demand_forecast", demand_forecast(tables.read(curated["network_adequacy"]),
                                             adequacy_settings.forecast_horizon_months, adequacy_settings), None)
     # Recomputed whole: ranks span each area's providers, capacity the specialty's history.
-    areas = tables.read(curated["patient_summary"]).where(F.col("zip3").isNotNull())
     routing = referral_routing(
         providers, tables.read(curated["provider_outcomes"]), enc, tables.read(curated["network_adequacy"]), areas,
         distances, as_of, RoutingSettings.from_config(config),
