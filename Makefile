@@ -65,8 +65,11 @@ run-s3: generate
 	  $(VENV)/bin/carelake run --conf conf/s3.yaml; status=$$?; \
 	  $(VENV)/bin/carelake layout --conf conf/s3.yaml; exit $$status'
 
+# Two test processes (pytest-xdist), one per core of the 2-core machines the suite is sized for:
+# most of a test's time is one Spark driver thread or a child process starting, not both cores.
+TEST_PROCESSES ?= 2
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
 
 serve: setup
 	$(VENV)/bin/carelake serve --conf $(CONF) --port $(PORT)

@@ -1,4 +1,4 @@
-"""Shared fixtures: one SparkSession for the whole suite, tiny data everywhere."""
+"""Shared fixtures: one SparkSession per test process (make test runs two), tiny data everywhere."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def base_config(tmp_path_factory: pytest.TempPathFactory) -> Config:
 
 @pytest.fixture(scope="session")
 def spark(base_config: Config, tmp_path_factory: pytest.TempPathFactory):
-    """The suite's single SparkSession (local[2], 2 shuffle partitions, UI off, UTC)."""
+    """This test process's one SparkSession (local[2], 2 shuffle partitions, UI off, UTC)."""
     os.environ["PYSPARK_PYTHON"] = sys.executable
     warehouse = tmp_path_factory.mktemp("warehouse")
     session = build_session(
@@ -97,3 +97,37 @@ def config(base_config: Config, tmp_path: Path) -> Config:
 def tables(spark, config: Config) -> DeltaTables:
     """The table API on this test's fresh lakehouse root."""
     return open_tables(spark, config)
+
+
+# Session fixtures too costly to build once per test process: under pytest-xdist (make test
+# runs two processes) every test that uses one runs in the same process, with the rest of its
+# module (module fixtures are per process too).
+SHARED_SESSION_FIXTURES = ("tiny_lake", "planted_year", "s3_server")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist: one ``xdist_group`` per module, modules sharing a costly session fixture in
+    one group; the slow end-to-end modules first, so the longest run does not start last."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+    groups = {item.module.__name__: item.module.__name__ for item in items if isinstance(item, pytest.Function)}
+
+    def root(name: str) -> str:
+        while groups[name] != name:
+            name = groups[name]
+        return name
+
+    owner: dict[str, str] = {}
+    for item in items:
+        if not isinstance(item, pytest.Function):
+            continue
+        module = item.module.__name__
+        for fixture in SHARED_SESSION_FIXTURES:
+            if fixture in item.fixturenames:
+                first = owner.setdefault(fixture, module)
+                groups[root(module)] = root(first)
+    for item in items:
+        if isinstance(item, pytest.Function):
+            item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
