@@ -108,7 +108,8 @@ SHARED_SESSION_FIXTURES = ("tiny_lake", "planted_year", "s3_server")
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist: one ``xdist_group`` per module, modules sharing a costly session fixture in
-    one group; the slow end-to-end modules first, so the longest run does not start last."""
+    one group; the slow end-to-end modules first, then those groups, so the longest runs do not
+    start last."""
     if not getattr(config.option, "numprocesses", None):
         return
     groups = {item.module.__name__: item.module.__name__ for item in items if isinstance(item, pytest.Function)}
@@ -130,4 +131,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if isinstance(item, pytest.Function):
             item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    shared = {root(module) for module in owner.values()}
+    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, root(item.module.__name__) not in shared))
