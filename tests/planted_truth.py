@@ -100,7 +100,8 @@ def network_frames(spark: SparkSession, out: Path, start: date) -> dict[str, Dat
         F.concat_ws("|", "source_system", "patient_id").alias("patient_token"), "zip3")
     rows = pd.concat([pd.read_csv(p, dtype=str) for p in sorted((out / "crm" / "referrals").glob("*.csv"))])
     referrals = spark.createDataFrame(rows[["patient_system", "patient_id", "referring_npi", "referred_to_npi",
-                                            "referral_date", "status", "specialty_requested"]]).select(
+                                            "referral_date", "status", "specialty_requested", "modified_at"]]).select(
         F.concat_ws("|", "patient_system", "patient_id").alias("patient_token"), "referring_npi", "referred_to_npi",
-        F.to_date("referral_date").alias("referral_date"), "status", "specialty_requested")
+        F.to_date("referral_date").alias("referral_date"), "status", "specialty_requested",
+        F.to_timestamp("modified_at").alias("updated_at"))
     return {**facts, "providers": providers, "homes": homes, "referrals": referrals}

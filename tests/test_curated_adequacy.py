@@ -29,7 +29,7 @@ PROVIDER_SCHEMA = ("npi string, specialty string, zip string, network_id string,
                    "valid_from timestamp, valid_to timestamp, is_current boolean")
 ADEQUACY_SCHEMA = (
     "zip3 string, specialty string, service_month string, encounters long, referrals long, referrals_leaked long, "
-    "leaked_share_3m double, leaked_share_change double, demand long, active_providers long, throughput_per_provider double, capacity double, utilisation double, "
+    "leaked_share_3m double, leaked_share_change double, referrals_completed long, completion_days_p50 double, demand long, active_providers long, throughput_per_provider double, capacity double, utilisation double, "
     "nearest_provider_km double, population long, providers_per_100k double, network_providers_per_100k double, "
     "expand_network boolean, expansion_reason string"
 )
@@ -68,14 +68,15 @@ def _inputs(spark: SparkSession) -> tuple:
     )
     referrals = spark.createDataFrame(
         [
-            ("T1", "A", "B", jan, "completed", "Cardiology"),    # same network: not leaked
-            ("T2", "C", "X", feb, "scheduled", "Cardiology"),    # unknown receiver: leaked
-            ("T2", "C", "A", feb, "cancelled", "Cardiology"),    # cancelled: no demand
-            ("T1", "A", "D", feb, "completed", "Dermatology"),   # other network: leaked
-            ("T1", "A", "B", date(2024, 3, 1), "completed", "Cardiology"),  # after as_of
+            # same network: not leaked; completed 7 days later
+            ("T1", "A", "B", jan, "completed", "Cardiology", datetime(2024, 1, 17, 9)),
+            ("T2", "C", "X", feb, "scheduled", "Cardiology", datetime(2024, 2, 21)),    # unknown receiver: leaked
+            ("T2", "C", "A", feb, "cancelled", "Cardiology", datetime(2024, 2, 22)),    # cancelled: no demand
+            ("T1", "A", "D", feb, "completed", "Dermatology", datetime(2024, 2, 23)),   # other network: leaked; 3 days
+            ("T1", "A", "B", date(2024, 3, 1), "completed", "Cardiology", datetime(2024, 3, 2)),  # after as_of
         ],
         "patient_token string, referring_npi string, referred_to_npi string, referral_date date, "
-        "status string, specialty_requested string",
+        "status string, specialty_requested string, updated_at timestamp",
     )
     distances = spark.createDataFrame([(a, z, km) for a, row in KM.items() for z, km in row.items()],
                                       "zip3 string, zip string, distance_km double")
@@ -104,6 +105,8 @@ def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSessi
     # Per 100,000 residents (606 300k, 441 100k, 303 unknown: 400k in all): cardiology Jan
     # 606 2/3 = 0.6667, 441 1.0, all 3 of 400k = 0.75; Feb 606 1/3 = 0.3333 < 0.7 x 0.5 (A and C
     # of 400k): below the standard; dermatology: E's 1 of 400k = 0.25, 606 none: 0 < 0.175.
+    # Referral to completion (the completed referral's record time): 606 cardiology Jan 7 days,
+    # 606 dermatology Feb 3; the scheduled and cancelled ones are not completed.
     # Leaked share over the cell's months to this one: 606 cardiology 0 of 1 in Jan and Jan-Feb,
     # 441 cardiology 1 of 1 by Feb, 606 dermatology 1 of 1; no change: nothing before January.
     actual = adequacy
@@ -111,22 +114,37 @@ def test_adequacy_counts_residents_demand_against_month_supply(spark: SparkSessi
     below = "providers per 100k below 0.7 of the network's"
     expected = spark.createDataFrame(
         [
-            ("606", "Cardiology", "2024-01", 5, 1, 0, 0.0, None, 6, 2, 2.0, 4.0, 1.5, 3.0, 300_000, 0.6667, 0.75, True, above),
-            ("606", "Cardiology", "2024-02", 2, 0, 0, 0.0, None, 2, 1, 2.0, 2.0, 1.0, 3.0, 300_000, 0.3333, 0.5, True, below),
-            ("441", "Cardiology", "2024-01", 2, 0, 0, None, None, 2, 1, 2.0, 2.0, 1.0, 12.0, 100_000, 1.0, 0.75, False, None),
-            ("441", "Cardiology", "2024-02", 2, 1, 1, 1.0, None, 3, 1, 2.0, 2.0, 1.5, 12.0, 100_000, 1.0, 0.5, True, above),
-            ("unknown", "Cardiology", "2024-02", 1, 0, 0, None, None, 1, 0, 2.0, 0.0, None, None, None, None, 0.5, False, None),
-            ("606", "Dermatology", "2024-02", 0, 1, 1, 1.0, None, 1, 0, None, None, None, 950.0, 300_000, 0.0, 0.25, True,
+            ("606", "Cardiology", "2024-01", 5, 1, 0, 0.0, None, 1, 7.0, 6, 2, 2.0, 4.0, 1.5, 3.0, 300_000, 0.6667, 0.75, True, above),
+            ("606", "Cardiology", "2024-02", 2, 0, 0, 0.0, None, 0, None, 2, 1, 2.0, 2.0, 1.0, 3.0, 300_000, 0.3333, 0.5, True, below),
+            ("441", "Cardiology", "2024-01", 2, 0, 0, None, None, 0, None, 2, 1, 2.0, 2.0, 1.0, 12.0, 100_000, 1.0, 0.75, False, None),
+            ("441", "Cardiology", "2024-02", 2, 1, 1, 1.0, None, 0, None, 3, 1, 2.0, 2.0, 1.5, 12.0, 100_000, 1.0, 0.5, True, above),
+            ("unknown", "Cardiology", "2024-02", 1, 0, 0, None, None, 0, None, 1, 0, 2.0, 0.0, None, None, None, None, 0.5, False, None),
+            ("606", "Dermatology", "2024-02", 0, 1, 1, 1.0, None, 1, 3.0, 1, 0, None, None, None, 950.0, 300_000, 0.0, 0.25, True,
              f"no active provider; nearest provider beyond 100 km; {below}"),
-            ("303", "Dermatology", "2024-01", 0, 0, 0, None, None, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
-            ("303", "Dermatology", "2024-02", 0, 0, 0, None, None, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
-            ("441", "Dermatology", "2024-01", 0, 0, 0, None, None, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
-            ("441", "Dermatology", "2024-02", 0, 0, 0, None, None, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
+            ("303", "Dermatology", "2024-01", 0, 0, 0, None, None, 0, None, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
+            ("303", "Dermatology", "2024-02", 0, 0, 0, None, None, 0, None, 0, 1, None, None, None, 5.0, None, None, 0.25, False, None),
+            ("441", "Dermatology", "2024-01", 0, 0, 0, None, None, 0, None, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
+            ("441", "Dermatology", "2024-02", 0, 0, 0, None, None, 0, None, 0, 1, None, None, None, 890.0, 100_000, 1.0, 0.25, False, None),
         ],
         ADEQUACY_SCHEMA,
     )
     assert list(actual.columns) == list(COLUMNS)
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_completion_days_are_the_median_of_completed_referrals(spark: SparkSession) -> None:
+    encounters, referrals, providers, homes, _, _ = _inputs(spark)
+    jan = date(2024, 1, 8)
+    more = spark.createDataFrame(
+        [("T2", "C", "C", jan, " Completed ", "Cardiology", datetime(2024, 1, 12, 23)),  # 4 days
+         ("T2", "C", "C", jan, "completed", "Cardiology", datetime(2024, 1, 17)),        # 9 days
+         ("T2", "C", "C", jan, "completed", "Cardiology", None),                         # no record time: no wait
+         ("T2", "C", "C", jan, "scheduled", "Cardiology", datetime(2024, 1, 30))],
+        referrals.schema,
+    )
+    cells = network_adequacy(encounters, referrals.unionByName(more), providers, homes, AS_OF, SETTINGS)
+    row = cells.where("zip3 = '441' AND specialty = 'Cardiology' AND service_month = '2024-01'").collect()[0]
+    assert (row.referrals, row.referrals_completed, row.completion_days_p50) == (4, 2, 6.5)
 
 
 def test_default_thresholds_need_volume_and_more_than_twice_the_capacity(adequacy) -> None:

@@ -24,6 +24,7 @@ from carelake.curated.features import flag_leaked, providers_as_of
 from carelake.curated.metrics import RATIO_DIGITS, in_effect_first, in_window, ratio, zip3_of
 
 CANCELLED_STATUS = "cancelled"
+COMPLETED_STATUS = "completed"
 UNKNOWN_AREA = "unknown"  # patients without a known home zip3: counted, never flagged
 REASON_NO_PROVIDER = "no active provider"
 REASON_SEPARATOR = "; "
@@ -40,6 +41,10 @@ COLUMNS: dict[str, str] = {
     "leaked_share_3m": "referrals_leaked / referrals over the cell's three months to this one; null without referrals",
     "leaked_share_change": "leaked_share_3m minus the share of the three months before them; null unless both "
     "hold at least 20 referrals",
+    "referrals_completed": "Of the area's referrals that month, those completed",
+    "completion_days_p50": "Median days from referral to completion (the record time of the completed "
+    "referral) over referrals_completed: a wait-time proxy, since the records carry no appointment dates; "
+    "null without a completed referral",
     "demand": "encounters + referrals",
     "active_providers": "Providers of the specialty practising in the area and active at the month's end "
     "(dim_provider version in effect then)",
@@ -159,15 +164,20 @@ def network_adequacy(
         area, F.col("_specialty").alias("specialty"), month("admit_date", "yyyy-MM").alias("service_month")
     ).agg(F.count(F.lit(1)).alias("encounters"))
 
+    status = F.lower(F.trim("status"))
     live = referrals.where(
-        in_window(F.col("referral_date"), as_of, None)
-        & ~F.coalesce(F.lower(F.trim("status")) == CANCELLED_STATUS, F.lit(False))
+        in_window(F.col("referral_date"), as_of, None) & ~F.coalesce(status == CANCELLED_STATUS, F.lit(False))
     )
+    # A completed referral's record time is when it was completed: referral to completion is the
+    # nearest the records come to a wait (there are no appointment dates).
+    completion_days = F.when(status == COMPLETED_STATUS, F.datediff(F.to_date("updated_at"), F.col("referral_date")))
     asked = (
         flag_leaked(live, providers_as_of(providers, as_of))
         .join(home, "patient_token", "left")
         .groupBy(area, F.col("specialty_requested").alias("specialty"), month("referral_date", "yyyy-MM").alias("service_month"))
-        .agg(F.count(F.lit(1)).alias("referrals"), F.count(F.when(F.col("leaked"), 1)).alias("referrals_leaked"))
+        .agg(F.count(F.lit(1)).alias("referrals"), F.count(F.when(F.col("leaked"), 1)).alias("referrals_leaked"),
+             F.count(completion_days).alias("referrals_completed"),
+             F.percentile(completion_days, 0.5).alias("completion_days_p50"))
     )
 
     # A provider's sustained throughput is the median of their monthly volumes; the specialty's
@@ -228,6 +238,8 @@ def network_adequacy(
         referrals_n.alias("referrals"),
         F.coalesce("referrals_leaked", F.lit(0)).alias("referrals_leaked"),
         *leakage_trend(referrals_n, F.coalesce("referrals_leaked", F.lit(0))),
+        F.coalesce("referrals_completed", F.lit(0)).alias("referrals_completed"),
+        "completion_days_p50",
         demand.alias("demand"),
         providers_n.alias("active_providers"),
         "throughput_per_provider",

@@ -44,6 +44,8 @@ from carelake.curated.persons import PERSONS_SCHEMA, person_scope
 from carelake.curated.procedures import provider_procedure_stats
 from carelake.curated.routing import RoutingSettings, referral_routing, routing_distances
 from carelake.delta import MergeSpec, Rows
+from carelake.delta.log import open_table
+from carelake.delta.storage import rs_uri, storage_options
 from carelake.generate.reference import AREA_POPULATION_PATH
 from carelake.model.persons import ENTERPRISE_TOKEN, ENTERPRISE_TOKENS_TABLE
 from carelake.privacy import tokenise_patient_key
@@ -232,6 +234,23 @@ def _with_full_keys(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
     return df.select(*[F.coalesce(F.col(c), F.lit(UNKNOWN_KEY)).alias(c) if c in string_keys else c for c in df.columns])
 
 
+def _tables_missing_columns(config: Config, tables: DeltaTables) -> list[str]:
+    """The curated tables written by an earlier version that lack a column this one declares
+    (carelake.curated.dictionary): an incremental merge cannot add it, a full rebuild does.
+    Read from the Delta logs (no Spark job)."""
+    from carelake.curated.dictionary import TABLES  # it imports this module
+
+    options = storage_options(config)
+    behind = []
+    for name, (_, columns) in TABLES.items():
+        uri = table_uri(config, "curated", name)
+        if tables.exists(uri):
+            stored = {field.name for field in open_table(rs_uri(uri), options).schema().fields}
+            if set(columns) - stored:
+                behind.append(name)
+    return behind
+
+
 def sync_table(
     tables: DeltaTables, uri: str, fresh: DataFrame, keys: tuple[str, ...], scope: DataFrame | None,
     full: bool, summary: StageSummary, name: str, meta: dict[str, str],
@@ -244,7 +263,8 @@ def sync_table(
     fresh = _with_full_keys(fresh, keys).localCheckpoint(eager=True)
     counts = summary.counts(name)
     if full or not tables.exists(uri):
-        result = tables.write(fresh, uri, mode="overwrite", commit_metadata=meta)
+        # schema merge: a column added since the table was written joins it
+        result = tables.write(fresh, uri, mode="overwrite", commit_metadata=meta, schema_mode="merge")
         # The commit's own row count, when the engine reports it, saves a count of the rows.
         rows = result.rows_inserted if result.rows_inserted is not None else fresh.count()
         counts.rows_in = counts.rows_valid = counts.rows_written = rows
@@ -298,6 +318,9 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
         except Exception as exc:  # an input's consumed version is unreadable (vacuumed): rebuild all
             summary.notes.append(f"changes since the last run unreadable ({type(exc).__name__}); full rebuild")
             full = True
+    if not full and (behind := _tables_missing_columns(config, tables)):
+        summary.notes.append(f"{', '.join(behind)} lack columns this version writes; full rebuild")
+        full = True
     summary.notes.append(
         f"as_of {as_of}: " + ("full rebuild" if full else f"incremental over months {', '.join(changes.months) or '-'}")
     )
