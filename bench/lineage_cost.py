@@ -1,0 +1,98 @@
+"""What lineage costs ``make run``: ``carelake run`` with lineage on (the default) and off
+(``CARELAKE_LINEAGE__ENABLED=false``, which also leaves the Spark listener out), A/B alternated.
+
+    python -m bench.lineage_cost --scale 1 --pairs 2 --out bench/results/<date>-lineage-cost.json
+
+The landing data is generated once (``make run``'s seed and defect rate) and copied into a fresh
+lakehouse root for every run, so every run ingests the same files from nothing. The arms take
+turns (on, off, off, on, ...) so that a change in the machine's load falls on both. Each run is
+its own process, as ``make run`` runs it; its wall time, per-stage seconds (the run summary),
+``lineage_seconds`` and load average are recorded. ``--arms`` adds ``listener-off``
+(``CARELAKE_LINEAGE__SPARK=false``: stage events only) to split the cost between the listener
+and carelake's stage events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.pipeline import DEFECT_RATE, _load1, _stage_seconds, _timed, pipeline_env  # noqa: E402
+from bench.run import alternated  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+# Arm -> the environment it adds to the run.
+ARMS: dict[str, dict[str, str]] = {
+    "on": {"CARELAKE_LINEAGE__ENABLED": "true"},
+    "off": {"CARELAKE_LINEAGE__ENABLED": "false"},
+    "listener-off": {"CARELAKE_LINEAGE__ENABLED": "true", "CARELAKE_LINEAGE__SPARK": "false"},
+}
+
+
+def _event_counts(root: Path) -> dict[str, int]:
+    folder = root / "_lineage"
+    return {p.name: sum(1 for _ in p.open()) for p in sorted(folder.glob("*.jsonl"))} if folder.is_dir() else {}
+
+
+def time_run(arm: str, landing: Path, conf: Path, workdir: Path | None, engine: str) -> dict[str, Any]:
+    """``carelake run`` (the default stages) on a copy of ``landing`` in a fresh root, lineage as ``arm`` says."""
+    base = Path(tempfile.mkdtemp(prefix=f"carelake-bench-lineage-{arm}-", dir=workdir))
+    root = base / "lake"
+    shutil.copytree(landing, root / "landing")
+    env = {**pipeline_env(root, engine), **ARMS[arm]}
+    print(f"lineage {arm}: carelake run (load {_load1()})", flush=True)
+    result: dict[str, Any] = {"arm": arm, **_timed([sys.executable, "-m", "carelake.cli", "run", "--conf", str(conf)],
+                                                  env, base / "run.log")}
+    result.update(_stage_seconds(root))
+    summaries = sorted((root / "_runs").glob("*.json"))
+    result["lineage_seconds"] = json.loads(summaries[-1].read_text()).get("lineage_seconds") if summaries else None
+    result["events"] = _event_counts(root)
+    if result["returncode"] != 0:
+        result["log_tail"] = (base / "run.log").read_text(errors="replace").splitlines()[-5:]
+    print(f"lineage {arm}: {result.get('status')} {result['wall_s']:.1f}s load mean {result['load1_mean']}", flush=True)
+    shutil.rmtree(base, ignore_errors=True)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--arms", default="on,off", help=f"comma-separated, from {', '.join(ARMS)}")
+    parser.add_argument("--engine", default="jvm")
+    parser.add_argument("--conf", type=Path, default=REPO / "conf" / "local.yaml")
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--out", type=Path, required=True, help="JSON file of the runs")
+    args = parser.parse_args(argv)
+    arms = [a.strip() for a in args.arms.split(",") if a.strip()]
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        parser.error(f"--arms: expected names from {', '.join(ARMS)}, found {', '.join(unknown)}")
+
+    data = Path(tempfile.mkdtemp(prefix="carelake-bench-lineage-landing-", dir=args.workdir))
+    env = pipeline_env(data / "lake", args.engine)
+    generated = _timed([sys.executable, "-m", "carelake.cli", "generate", "--conf", str(args.conf), "--scale",
+                        str(args.scale), "--seed", str(args.seed), "--defect-rate", str(DEFECT_RATE)], env, data / "generate.log")
+    if generated["returncode"] != 0:
+        print((data / "generate.log").read_text(errors="replace")[-2000:], file=sys.stderr)
+        return 1
+    runs = []
+    for pair, arm in alternated(list(range(args.pairs)), arms):
+        runs.append({"pair": pair, **time_run(arm, data / "lake" / "landing", args.conf, args.workdir, args.engine)})
+        args.out.write_text(json.dumps({"scale": args.scale, "seed": args.seed, "engine": args.engine,
+                                        "generate_s": generated["wall_s"], "runs": runs}, indent=2))
+    shutil.rmtree(data, ignore_errors=True)
+    return 0 if all(r["returncode"] == 0 for r in runs) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
