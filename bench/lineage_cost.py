@@ -62,6 +62,51 @@ def time_run(arm: str, landing: Path, conf: Path, workdir: Path | None, engine: 
     return result
 
 
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
+
+
+def markdown(results: dict[str, Any], command: str) -> str:
+    """The runs of ``results`` (as :func:`main` writes them) as Markdown: each run, then the mean
+    wall time per arm and stage with the difference against ``off``."""
+    runs = results["runs"]
+    stages = list(dict.fromkeys(s for r in runs for s in (r.get("stages") or {})))
+    lines = [f"# Lineage's cost on `make run` (scale {results['scale']}, {results['engine']} engine)", "",
+             f"Command: `{command}`", "",
+             f"Landing data generated once (seed {results['seed']}, {results['generate_s']} s) and copied into a "
+             "fresh lakehouse root per run; the arms alternate.", "",
+             "| # | pair | lineage | status | carelake run s | " + " | ".join(f"{s} s" for s in stages)
+             + " | lineage_seconds | events (carelake / spark) | load1 before / mean / max / after |",
+             "|---:|---:|---|---|---:|" + "---:|" * len(stages) + "---:|---|---|"]
+    for i, r in enumerate(runs, start=1):
+        per = [f"{(r.get('stages') or {}).get(s, {}).get('duration_s', '-')}" for s in stages]
+        events = r.get("events") or {}
+        lines.append(
+            f"| {i} | {r['pair'] + 1} | {r['arm']} | {r.get('status', 'failed')} | {r['wall_s']:.1f} | " + " | ".join(per)
+            + f" | {r.get('lineage_seconds') if r.get('lineage_seconds') is not None else '-'} | "
+            f"{events.get('carelake.jsonl', '-')} / {events.get('spark.jsonl', '-')} | "
+            f"{r['load1_before']} / {r['load1_mean']} / {r['load1_max']} / {r['load1_after']} |")
+    arms = list(dict.fromkeys(r["arm"] for r in runs))
+    ok = [r for r in runs if r["returncode"] == 0]
+    mean = {a: {"wall": _mean([r["wall_s"] for r in ok if r["arm"] == a]),
+                **{s: _mean([r["stages"][s]["duration_s"] for r in ok if r["arm"] == a and s in (r.get("stages") or {})])
+                   for s in stages}} for a in arms}
+    lines += ["", "## Mean per arm", "", "| lineage | runs | carelake run s | " + " | ".join(f"{s} s" for s in stages) + " |",
+              "|---|---:|---:|" + "---:|" * len(stages)]
+    for a in arms:
+        lines.append(f"| {a} | {sum(r['arm'] == a for r in ok)} | {mean[a]['wall']} | "
+                     + " | ".join(str(mean[a][s]) for s in stages) + " |")
+    if "off" in mean and mean["off"]["wall"]:
+        lines += ["", "| against off | carelake run | " + " | ".join(stages) + " |", "|---|---:|" + "---:|" * len(stages)]
+        for a in (a for a in arms if a != "off"):
+            cells = []
+            for key in ("wall", *stages):
+                on, off = mean[a][key], mean["off"][key]
+                cells.append("-" if on is None or not off else f"{on - off:+.1f} s ({(on - off) / off:+.1%})")
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0)
@@ -72,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--conf", type=Path, default=REPO / "conf" / "local.yaml")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True, help="JSON file of the runs")
+    parser.add_argument("--markdown", type=Path, default=None, help="also the runs as Markdown tables here")
+    parser.add_argument("--report-only", action="store_true", help="no runs: --out's JSON as --markdown")
     args = parser.parse_args(argv)
+    command = "python -m bench.lineage_cost " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.report_only:
+        args.markdown.write_text(markdown(json.loads(args.out.read_text()), command))
+        return 0
     arms = [a.strip() for a in args.arms.split(",") if a.strip()]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
@@ -91,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         args.out.write_text(json.dumps({"scale": args.scale, "seed": args.seed, "engine": args.engine,
                                         "generate_s": generated["wall_s"], "runs": runs}, indent=2))
     shutil.rmtree(data, ignore_errors=True)
+    if args.markdown:
+        args.markdown.write_text(markdown(json.loads(args.out.read_text()), command))
     return 0 if all(r["returncode"] == 0 for r in runs) else 1
 
 
