@@ -17,10 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -37,6 +42,64 @@ ARMS: dict[str, dict[str, str]] = {
 }
 
 
+class CpuSampler:
+    """CPU seconds (user + system) of a process and every descendant, sampled every ``interval_s``
+    in a thread: each process counts with its last sample, so a process that ends loses at most
+    one interval. On a loaded machine CPU time moves much less than wall time."""
+
+    def __init__(self, pid: int, interval_s: float = 1.0) -> None:
+        self._root = psutil.Process(pid)
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._interval = interval_s
+        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return round(sum(self._seen.values()), 1)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                procs = [self._root, *self._root.children(recursive=True)]
+            except psutil.Error:
+                procs = []
+            for proc in procs:
+                try:
+                    times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                self._seen[proc.pid] = max(self._seen.get(proc.pid, 0.0), times.user + times.system)
+            self._stop.wait(self._interval)
+
+
+def _run_timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
+    """Run ``command`` (output to ``log``): wall time, CPU seconds of its process tree, exit code, load."""
+    loads = [_load1()]
+    started = time.perf_counter()
+    with log.open("ab") as out:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+        with CpuSampler(proc.pid) as cpu:
+            while True:
+                try:
+                    proc.wait(timeout=5.0)
+                    break
+                except subprocess.TimeoutExpired:
+                    loads.append(_load1())
+    wall = time.perf_counter() - started
+    loads.append(_load1())
+    return {"wall_s": round(wall, 3), "cpu_s": cpu.seconds, "returncode": proc.returncode, "load1_before": loads[0],
+            "load1_mean": round(sum(loads) / len(loads), 2), "load1_max": max(loads), "load1_after": loads[-1]}
+
+
 def _event_counts(root: Path) -> dict[str, int]:
     folder = root / "_lineage"
     return {p.name: sum(1 for _ in p.open()) for p in sorted(folder.glob("*.jsonl"))} if folder.is_dir() else {}
@@ -49,8 +112,8 @@ def time_run(arm: str, landing: Path, conf: Path, workdir: Path | None, engine: 
     shutil.copytree(landing, root / "landing")
     env = {**pipeline_env(root, engine), **ARMS[arm]}
     print(f"lineage {arm}: carelake run (load {_load1()})", flush=True)
-    result: dict[str, Any] = {"arm": arm, **_timed([sys.executable, "-m", "carelake.cli", "run", "--conf", str(conf)],
-                                                  env, base / "run.log")}
+    result: dict[str, Any] = {"arm": arm, **_run_timed([sys.executable, "-m", "carelake.cli", "run", "--conf", str(conf)],
+                                                      env, base / "run.log")}
     result.update(_stage_seconds(root))
     summaries = sorted((root / "_runs").glob("*.json"))
     result["lineage_seconds"] = json.loads(summaries[-1].read_text()).get("lineage_seconds") if summaries else None
@@ -75,32 +138,34 @@ def markdown(results: dict[str, Any], command: str) -> str:
              f"Command: `{command}`", "",
              f"Landing data generated once (seed {results['seed']}, {results['generate_s']} s) and copied into a "
              "fresh lakehouse root per run; the arms alternate.", "",
-             "| # | pair | lineage | status | carelake run s | " + " | ".join(f"{s} s" for s in stages)
+             "| # | pair | lineage | status | carelake run s | CPU s | " + " | ".join(f"{s} s" for s in stages)
              + " | lineage_seconds | events (carelake / spark) | load1 before / mean / max / after |",
-             "|---:|---:|---|---|---:|" + "---:|" * len(stages) + "---:|---|---|"]
+             "|---:|---:|---|---|---:|---:|" + "---:|" * len(stages) + "---:|---|---|"]
     for i, r in enumerate(runs, start=1):
         per = [f"{(r.get('stages') or {}).get(s, {}).get('duration_s', '-')}" for s in stages]
         events = r.get("events") or {}
         lines.append(
-            f"| {i} | {r['pair'] + 1} | {r['arm']} | {r.get('status', 'failed')} | {r['wall_s']:.1f} | " + " | ".join(per)
+            f"| {i} | {r['pair'] + 1} | {r['arm']} | {r.get('status', 'failed')} | {r['wall_s']:.1f} | {r.get('cpu_s', '-')} | "
+            + " | ".join(per)
             + f" | {r.get('lineage_seconds') if r.get('lineage_seconds') is not None else '-'} | "
             f"{events.get('carelake.jsonl', '-')} / {events.get('spark.jsonl', '-')} | "
             f"{r['load1_before']} / {r['load1_mean']} / {r['load1_max']} / {r['load1_after']} |")
     arms = list(dict.fromkeys(r["arm"] for r in runs))
     ok = [r for r in runs if r["returncode"] == 0]
     mean = {a: {"wall": _mean([r["wall_s"] for r in ok if r["arm"] == a]),
+                "cpu": _mean([r["cpu_s"] for r in ok if r["arm"] == a and r.get("cpu_s") is not None]),
                 **{s: _mean([r["stages"][s]["duration_s"] for r in ok if r["arm"] == a and s in (r.get("stages") or {})])
                    for s in stages}} for a in arms}
-    lines += ["", "## Mean per arm", "", "| lineage | runs | carelake run s | " + " | ".join(f"{s} s" for s in stages) + " |",
-              "|---|---:|---:|" + "---:|" * len(stages)]
+    lines += ["", "## Mean per arm", "", "| lineage | runs | carelake run s | CPU s | " + " | ".join(f"{s} s" for s in stages) + " |",
+              "|---|---:|---:|---:|" + "---:|" * len(stages)]
     for a in arms:
-        lines.append(f"| {a} | {sum(r['arm'] == a for r in ok)} | {mean[a]['wall']} | "
+        lines.append(f"| {a} | {sum(r['arm'] == a for r in ok)} | {mean[a]['wall']} | {mean[a]['cpu']} | "
                      + " | ".join(str(mean[a][s]) for s in stages) + " |")
     if "off" in mean and mean["off"]["wall"]:
-        lines += ["", "| against off | carelake run | " + " | ".join(stages) + " |", "|---|---:|" + "---:|" * len(stages)]
+        lines += ["", "| against off | carelake run | CPU | " + " | ".join(stages) + " |", "|---|---:|---:|" + "---:|" * len(stages)]
         for a in (a for a in arms if a != "off"):
             cells = []
-            for key in ("wall", *stages):
+            for key in ("wall", "cpu", *stages):
                 on, off = mean[a][key], mean["off"][key]
                 cells.append("-" if on is None or not off else f"{on - off:+.1f} s ({(on - off) / off:+.1%})")
             lines.append(f"| {a} | " + " | ".join(cells) + " |")
