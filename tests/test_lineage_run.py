@@ -64,7 +64,7 @@ def lineage_run(tmp_path_factory: pytest.TempPathFactory, base_config):
     root = tmp_path_factory.mktemp("lineage") / "lake"
     config = base_config.with_overrides(**{"lakehouse.root": str(root), "lineage.enabled": True})
     # One month without second registrations of the same people (matching's truth: more files of
-    # kinds already here): every source and file kind still lands (21 files; 41 in three months),
+    # kinds already here): every source and file kind still lands (24 files; 41 in three months),
     # and ingest reads each file in jobs of its own.
     generate(Path(config.landing), config, scale=0.005, seed=11, defect_rate=0.03, months=1, persons=False)
     _carelake(root, "run", "--stages", STAGES)
