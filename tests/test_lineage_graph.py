@@ -206,6 +206,28 @@ def test_declared_feature_sources_name_feature_columns() -> None:
             assert label.split("/", 1)[0] in ("processed", "curated"), label
 
 
+def test_every_aggregate_declares_sources_of_its_own_columns() -> None:
+    """Each curated aggregate has declared column lineage; its keys are columns of the table, and
+    an input that is another aggregate names one of that aggregate's columns."""
+    from carelake.curated.column_sources import AREA_POPULATION
+    from carelake.curated.dictionary import SOURCES, TABLES
+
+    assert set(SOURCES) == set(TABLES)
+    for table, declared in SOURCES.items():
+        columns = TABLES[table][1]
+        assert declared and set(declared) <= set(columns), (table, sorted(set(declared) - set(columns)))
+        for inputs in declared.values():
+            for label, column in inputs:
+                assert label == AREA_POPULATION or label.split("/", 1)[0] in ("processed", "curated"), label
+                upstream = label.split("/", 1)[-1]
+                if upstream in TABLES:
+                    assert column in TABLES[upstream][1], (table, label, column)
+    # Hand-checked: a cost is summed from the encounter cost; a count of visits has no input column.
+    assert SOURCES["patient_summary"]["total_cost"] == (("curated/fact_encounter", "encounter_cost"),)
+    assert "visits" not in SOURCES["patient_summary"]
+    assert SOURCES["kpi_executive"]["paid"] == (("curated/kpi_finance", "paid"),)
+
+
 def test_aggregates_stage_declares_the_feature_column_lineage(lineage_config) -> None:
     from carelake.lineage.stages import stage_facts
     from carelake.run import StageSummary
@@ -219,3 +241,78 @@ def test_aggregates_stage_declares_the_feature_column_lineage(lineage_config) ->
     assert (source.name, source.field) == (table_uri(lineage_config, "curated", "fact_encounter"), "satisfaction_score")
     assert {f.field for f in lineage.fields["marketing_roi"].inputFields} == {"paid_amount", "marketing_spend"}
     assert "encounters_365d" not in lineage.fields  # a row count has no input column
+
+
+def test_aggregates_stage_declares_every_aggregate_and_the_population_file(lineage_config) -> None:
+    import hashlib
+
+    from carelake.lineage.stages import stage_facts, stage_inputs
+    from carelake.run import StageSummary
+    from carelake.storage import table_uri
+
+    reference = Path(lineage_config.landing) / "reference" / "area_population.csv"
+    reference.parent.mkdir(parents=True)
+    reference.write_text("zip3,population\n100,5000\n101,7000\n")
+    written = {table_uri(lineage_config, "curated", t): v for v, t in enumerate(
+        ("patient_summary", "kpi_finance", "kpi_executive", "network_adequacy"), start=1)}
+    inputs = stage_inputs(lineage_config, _NoTables(), "aggregates")
+    folder = str(reference.parent.resolve())
+    assert inputs == {folder: None}  # no table exists yet; the landed file does
+    facts = stage_facts(lineage_config, None, "R1", StageSummary("aggregates", tables=written), inputs)
+
+    def sources(table: str, column: str) -> set[tuple[str, str]]:
+        fields = facts.output_facets[table_uri(lineage_config, "curated", table)]["columnLineage"].fields
+        return {(f.name.rsplit("/lake/", 1)[-1], f.field) for f in fields[column].inputFields}
+
+    assert sources("patient_summary", "total_cost") == {("curated/fact_encounter", "encounter_cost")}
+    assert sources("patient_summary", "sex") == {("curated/dim_patient", "sex")}
+    assert sources("kpi_finance", "collection_rate") == {("curated/fact_claim", "paid_amount"), ("curated/fact_claim", "allowed_amount")}
+    assert sources("kpi_executive", "paid") == {("curated/kpi_finance", "paid")}
+    assert sources("network_adequacy", "population") == {("landing/reference", "population")}
+    lineage = facts.output_facets[table_uri(lineage_config, "curated", "patient_summary")]["columnLineage"]
+    assert "visits" not in lineage.fields  # a count of encounters
+    # Only tables the stage wrote get a facet.
+    assert table_uri(lineage_config, "curated", "kpi_provider") not in facts.output_facets
+    [listed] = facts.input_facets[folder]["carelake_sourceFiles"].files
+    assert (listed["name"], listed["rows"], listed["sizeBytes"]) == ("area_population.csv", 2, reference.stat().st_size)
+    assert listed["sha256"] == hashlib.sha256(reference.read_bytes()).hexdigest()
+
+
+class _NoTables:
+    """DeltaTables of an empty lakehouse: no table exists."""
+
+    def exists(self, uri: str) -> bool:
+        return False
+
+
+def test_kpi_column_traced_through_the_aggregate_it_is_built_from(lineage_config) -> None:
+    """kpi_executive.paid <- kpi_finance.paid <- fact_claim.paid_amount <- processed -> raw -> landing."""
+    from carelake.lineage.stages import stage_facts
+    from carelake.run import StageSummary
+    from carelake.storage import table_uri
+
+    client = make_client(lineage_config)
+    u = lambda label: _uri(lineage_config, label)  # noqa: E731
+    folder = u("landing/claims_feed/claims")
+    run = StageLineage(client, "carelake", "R1")
+    run.finish(StageFacts("ingest", inputs={folder: None}, outputs={u("raw/claims"): 1}, batches=["B1"], batch_action="written",
+                          output_facets={u("raw/claims"): {"columnLineage": column_lineage({"paid": [(folder, "PAID")]}, "raw")}}), "ok")
+    run.finish(StageFacts("process", inputs={u("raw/claims"): 1}, outputs={u("processed/claims"): 1}, output_facets={
+        u("processed/claims"): {"columnLineage": column_lineage({"paid_amount": [(u("raw/claims"), "paid")]}, "conform")}}), "ok")
+    run.finish(StageFacts("model", inputs={u("processed/claims"): 1}, outputs={u("curated/fact_claim"): 1}, output_facets={
+        u("curated/fact_claim"): {"columnLineage": column_lineage({"paid_amount": [(u("processed/claims"), "paid_amount")]}, "model")}}), "ok")
+    written = {table_uri(lineage_config, "curated", t): 4 for t in ("kpi_finance", "kpi_executive")}
+    run.finish(stage_facts(lineage_config, None, "R1", StageSummary("aggregates", tables=written),
+                           {u("curated/fact_claim"): 1}), "ok")
+    graph = load_graph(lineage_config, lineage_settings(lineage_config).folder)
+    lines = describe(graph, "curated/kpi_executive.paid")
+    upstream = "\n".join(lines).split("upstream columns:")[1].split("source files:")[0]
+    assert [line.strip() for line in upstream.strip().splitlines()] == [
+        "curated/kpi_finance.paid (version 4)",
+        "curated/fact_claim.paid_amount (version 1)",
+        "processed/claims.paid_amount (version 1)",
+        "raw/claims.paid (version 1)",
+        "landing/claims_feed/claims.PAID",
+    ]
+    down = describe(graph, "curated/fact_claim.paid_amount")
+    assert "  curated/kpi_finance.paid" in down and "    curated/kpi_executive.paid" in down, down

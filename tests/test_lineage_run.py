@@ -21,6 +21,7 @@ from carelake.cli import main
 from carelake.generate import generate
 from carelake.lineage.settings import lineage_settings, openlineage_jar
 from carelake.spark.jvm_deps import fetched_jars
+from tests.conftest import TEST_SPARK_CONF
 
 pytestmark = pytest.mark.slow
 
@@ -35,10 +36,11 @@ def _env(root: Path) -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "CARELAKE_LAKEHOUSE__ROOT": str(root),
         "CARELAKE_SPARK__MASTER": "local[2]",
-        "CARELAKE_SPARK__CONF__spark.sql.shuffle.partitions": "2",
-        "CARELAKE_SPARK__CONF__spark.sql.adaptive.enabled": "false",
-        "CARELAKE_SPARK__CONF__spark.ui.enabled": "false",
-        "CARELAKE_SPARK__CONF__spark.databricks.delta.snapshotPartitions": "1",
+        # The suite's own session settings (shuffle partitions, AQE off, snapshot tasks, ...).
+        **{f"CARELAKE_SPARK__CONF__{key}": value for key, value in TEST_SPARK_CONF.items()},
+        # Two NPI buckets, not 16: each fact month is 2 partitions, not 16 (a Delta file each);
+        # partitioning is not what these tests look at.
+        "CARELAKE_PARTITIONING__NPI_BUCKETS": "2",
         # At this tiny scale one orphaned referral is several percent: the run must not stop on
         # the quarantine threshold, lineage is what is under test.
         "CARELAKE_QUALITY__MAX_QUARANTINE_RATE": "1.0",
@@ -61,9 +63,10 @@ def lineage_run(tmp_path_factory: pytest.TempPathFactory, base_config):
         pytest.skip("the OpenLineage Spark jar is not in .jvm/jars: run `make setup` with Maven access")
     root = tmp_path_factory.mktemp("lineage") / "lake"
     config = base_config.with_overrides(**{"lakehouse.root": str(root), "lineage.enabled": True})
-    # Three months without second registrations of the same people (matching's truth: more files
-    # of kinds already here): 41 landing files instead of 71 with them.
-    generate(Path(config.landing), config, scale=0.005, seed=11, defect_rate=0.03, months=3, persons=False)
+    # One month without second registrations of the same people (matching's truth: more files of
+    # kinds already here): every source and file kind still lands (24 files; 41 in three months),
+    # and ingest reads each file in jobs of its own.
+    generate(Path(config.landing), config, scale=0.005, seed=11, defect_rate=0.03, months=1, persons=False)
     _carelake(root, "run", "--stages", STAGES)
     [summary] = [json.loads(p.read_text()) for p in (root / "_runs").glob("*.json")]
     return config, root, summary
@@ -183,3 +186,69 @@ def test_lineage_of_a_rolled_back_batch(lineage_run, on_run_root, spark, cli_kee
     for label in ("raw/encounters", "raw/providers", "processed/encounters", "processed/_batches", "raw/_ingest_log"):
         assert rolled.get(label) == _delta_version(root / label), f"{label}: {after}"
     assert not [t for t in rolled if t.startswith("curated/")], "rollback leaves curated tables to the next model run"
+
+
+def _upstream(lines: list[str]) -> set[str]:
+    text = "\n".join(lines)
+    return {line.strip().split(" (version")[0]
+            for line in text.split("upstream columns:")[1].split("source files:")[0].split("downstream columns:")[0].splitlines()
+            if line.strip()}
+
+
+def test_patient_summary_and_kpi_columns_traced_to_landing_source_columns(lineage_run, on_run_root, capsys) -> None:
+    _, root, _ = lineage_run
+    # conf/local.yaml: sex <- hospital_a `sex`, hospital_b `gender`, hospital_c `SEX_CD`.
+    sex = _upstream(_lineage(capsys, "curated/patient_summary.sex"))
+    assert {
+        "curated/dim_patient.sex", "processed/patients.sex", "raw/patients.sex", "raw/patients.gender", "raw/patients.sex_cd",
+        "landing/hospital_a/patients.sex", "landing/hospital_b/patients.gender", "landing/hospital_c/patients.SEX_CD",
+    } <= sex, sex
+    # kpi_executive.paid <- kpi_finance.paid <- fact_claim.paid_amount <- the claims feed's PAID; not billed or allowed.
+    lines = _lineage(capsys, "curated/kpi_executive.paid")
+    paid = _upstream(lines)
+    assert {"curated/kpi_finance.paid", "curated/fact_claim.paid_amount", "processed/claims.paid_amount", "raw/claims.paid",
+            "landing/claims.PAID"} <= paid, paid
+    assert not [c for c in paid if "billed" in c.lower() or "allowed" in c.lower()], paid
+    claims = sorted(p for p in (root / "landing" / "claims").glob("*") if p.is_file())
+    assert claims
+    for path in claims:
+        assert f"{path.name}  sha256 {_sha256(path)[:12]}" in "\n".join(lines), f"{path} not listed:\n{lines}"
+    # The residents of an area come from the landed reference file, listed with its checksum.
+    lines = _lineage(capsys, "curated/network_adequacy.population")
+    assert _upstream(lines) == {"landing/reference.population"}, lines
+    reference = root / "landing" / "reference" / "area_population.csv"
+    assert any(f"landing/reference/area_population.csv  sha256 {_sha256(reference)[:12]}" in line for line in lines), lines
+
+
+def _schema_columns(table: Path) -> set[str]:
+    """The columns of a Delta table's latest schema, read from its log (no Spark)."""
+    schema = None
+    for log in sorted((table / "_delta_log").glob("*.json")):
+        for line in log.read_text().splitlines():
+            action = json.loads(line)
+            if "metaData" in action:
+                schema = json.loads(action["metaData"]["schemaString"])
+    assert schema is not None, table
+    return {f["name"] for f in schema["fields"]}
+
+
+def test_declared_aggregate_lineage_names_columns_the_run_wrote(lineage_run) -> None:
+    """Every aggregate the run wrote has its column lineage in the aggregates event, and every
+    declared column, output or input, is a column of the table as the run wrote it."""
+    from carelake.curated.column_sources import AREA_POPULATION
+    from carelake.curated.dictionary import SOURCES
+
+    config, root, _ = lineage_run
+    events = [json.loads(line) for line in (Path(lineage_settings(config).folder) / "carelake.jsonl").read_text().splitlines()]
+    [aggregates] = [e for e in events if e["job"]["name"] == "carelake.aggregates" and e["eventType"] == "COMPLETE"]
+    with_lineage = {o["name"].rsplit("/", 1)[-1] for o in aggregates["outputs"] if "columnLineage" in o["facets"]}
+    assert with_lineage == set(SOURCES)
+    for table, declared in SOURCES.items():
+        written = _schema_columns(root / "curated" / table)
+        assert set(declared) <= written, (table, sorted(set(declared) - written))
+        for inputs in declared.values():
+            for label, column in inputs:
+                if label == AREA_POPULATION:
+                    assert column in (root / "landing" / "reference" / "area_population.csv").read_text().splitlines()[0].split(",")
+                else:
+                    assert column in _schema_columns(root / label), (table, label, column)

@@ -20,6 +20,15 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from carelake.config import Config, ConfigError
+from carelake.curated.column_sources import (
+    AREA_POPULATION,
+    ENCOUNTERS,
+    PATIENT_SUMMARY,
+    PROVIDERS,
+    REFERRALS,
+    ColumnSources,
+    union,
+)
 from carelake.curated.features import flag_leaked, providers_as_of
 from carelake.curated.metrics import RATIO_DIGITS, in_effect_first, in_window, ratio, zip3_of
 
@@ -64,6 +73,31 @@ COLUMNS: dict[str, str] = {
     "<threshold>', 'nearest provider beyond <km> km', 'providers per 100k below <share> of the network's', "
     "'leaked share up more than <rise>' "
     "(demand of at least curated.adequacy.min_demand); null otherwise",
+}
+
+
+# Each column's input columns (the rules: carelake.curated.column_sources). Distances come from
+# the zip centroids of carelake.geo (a library's reference data, not a dataset).
+_LEAKED = ((REFERRALS, "status"), (PROVIDERS, "network_id"))
+_SUPPLY = ((PROVIDERS, "active"),)
+_AREA = ((PATIENT_SUMMARY, "zip3"), (PROVIDERS, "zip"))
+_RATIO = union(_SUPPLY, ((AREA_POPULATION, "population"),))
+SOURCES: ColumnSources = {
+    "zip3": _AREA,
+    "specialty": ((PROVIDERS, "specialty"), (REFERRALS, "specialty_requested")),
+    "service_month": ((ENCOUNTERS, "admit_date"), (REFERRALS, "referral_date")),
+    "referrals_leaked": _LEAKED,
+    "leaked_share_3m": _LEAKED,
+    "leaked_share_change": _LEAKED,
+    "active_providers": _SUPPLY,
+    "capacity": _SUPPLY,
+    "utilisation": _SUPPLY,
+    "nearest_provider_km": _AREA,
+    "population": ((AREA_POPULATION, "population"),),
+    "providers_per_100k": _RATIO,
+    "network_providers_per_100k": _RATIO,
+    "expand_network": union(_SUPPLY, _AREA, _RATIO, _LEAKED),
+    "expansion_reason": union(_SUPPLY, _AREA, _RATIO, _LEAKED),
 }
 
 

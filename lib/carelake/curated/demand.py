@@ -8,6 +8,15 @@ from datetime import date
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from carelake.curated.column_sources import (
+    ENCOUNTERS,
+    PATIENT_SUMMARY,
+    PROVIDER_FEATURES,
+    PROVIDERS,
+    REFERRALS,
+    ColumnSources,
+    union,
+)
 from carelake.curated.features import flag_leaked, providers_as_of
 from carelake.curated.metrics import RATIO_DIGITS, in_window, ratio
 
@@ -33,6 +42,25 @@ COLUMNS: dict[str, str] = {
     "demand_capacity_ratio": "demand / capacity",
     "expand_network": "demand_capacity_ratio > 0.9, or demand with no capacity at all",
     "route_to": "Up to 3 active in-area providers of the specialty, best composite_score first",
+}
+
+
+# Each column's input columns (the rules: carelake.curated.column_sources).
+_LEAKED = ((REFERRALS, "status"), (PROVIDERS, "network_id"))
+_CAPACITY = ((PROVIDERS, "active"),)  # active providers x a percentile of counts
+SOURCES: ColumnSources = {
+    "zip3": ((PROVIDERS, "zip"), (PATIENT_SUMMARY, "zip3")),
+    "specialty": ((PROVIDERS, "specialty"), (REFERRALS, "specialty_requested")),
+    "service_month": ((ENCOUNTERS, "admit_date"), (REFERRALS, "referral_date")),
+    "referrals_leaked": _LEAKED,
+    "leakage_rate": _LEAKED,
+    "active_providers": _CAPACITY,
+    "capacity": _CAPACITY,
+    "utilisation": _CAPACITY,
+    "demand": _LEAKED,
+    "demand_capacity_ratio": union(_LEAKED, _CAPACITY),
+    "expand_network": union(_LEAKED, _CAPACITY),
+    "route_to": ((PROVIDER_FEATURES, "npi"),),
 }
 
 

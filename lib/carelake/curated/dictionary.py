@@ -20,6 +20,7 @@ from carelake.curated import (
     procedures,
     routing,
 )
+from carelake.curated.column_sources import ColumnSources
 from carelake.curated.stage import TABLE_KEYS
 
 TABLES: dict[str, tuple[str, dict[str, str]]] = {
@@ -72,6 +73,19 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
     "kpi_finance": ("Revenue by month, hospital, department and payer.", kpi.COLUMNS["kpi_finance"]),
     "kpi_hospital": ("Hospital activity and beds proxy by hospital, department and month.", kpi.COLUMNS["kpi_hospital"]),
     "kpi_executive": ("Executive totals by month with month-over-month growth.", kpi.COLUMNS["kpi_executive"]),
+}
+
+# Each aggregate's declared column lineage (carelake.curated.column_sources), for carelake.lineage.
+SOURCES: dict[str, ColumnSources] = {
+    "provider_features": features.SOURCES,
+    "provider_outcomes": outcomes.SOURCES,
+    "provider_procedure_stats": procedures.SOURCES,
+    "patient_summary": patients.SOURCES,
+    "network_demand_by_zip": demand.SOURCES,
+    "network_adequacy": adequacy.SOURCES,
+    "demand_forecast": forecast.SOURCES,
+    "referral_routing": routing.SOURCES,
+    **kpi.SOURCES,
 }
 
 

@@ -12,6 +12,15 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from carelake.curated.column_sources import (
+    CLAIMS,
+    CRM,
+    ENCOUNTERS,
+    PROCEDURES,
+    PROVIDERS,
+    REFERRALS,
+    ColumnSources,
+)
 from carelake.curated.metrics import (
     RATIO_DIGITS,
     diagnosis_chapter,
@@ -95,11 +104,10 @@ COLUMNS: dict[str, str] = {
 # ``<zone>/<table>``, column): carelake.lineage sends these with the aggregates stage, because the
 # stage's localCheckpoint cuts the plans the OpenLineage Spark listener reads. Counts of rows
 # (encounters_90d, ...) and the as_of literal have no input column. Kept beside the code that
-# computes them; tests/test_lineage_graph.py checks every key is a feature column.
-_ENC, _PROC, _CLM = "curated/fact_encounter", "curated/fact_procedure", "curated/fact_claim"
-_REF, _CRM, _PROV = "curated/fact_referral", "processed/crm_activity", "curated/dim_provider"
+# computes them (the rules: carelake.curated.column_sources).
+_ENC, _PROC, _CLM, _REF, _CRM, _PROV = ENCOUNTERS, PROCEDURES, CLAIMS, REFERRALS, CRM, PROVIDERS
 _RATE_INPUTS = {"readmission": "readmitted_30d", "complication": "complication"}
-SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
+SOURCES: ColumnSources = {
     "npi": ((_PROV, "npi"),),
     **{c: ((_PROV, c),) for c in ("specialty", "zip", "network_id", "employer_id", "active")},
     "zip3": ((_PROV, "zip"),),

@@ -21,6 +21,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from carelake.curated.adequacy import REASON_NO_PROVIDER, UNKNOWN_AREA, AdequacySettings
+from carelake.curated.column_sources import NETWORK_ADEQUACY, ColumnSources, union
 from carelake.curated.metrics import RATIO_DIGITS, ratio
 
 SEASON = 12
@@ -44,6 +45,22 @@ COLUMNS: dict[str, str] = {
     "expand_network": "True when utilisation_forecast passes curated.adequacy.utilisation_threshold "
     "(demand_forecast of at least min_demand), or demand is forecast where no provider is active",
     "expansion_reason": "'forecast utilisation above <threshold>' or 'no active provider'; null otherwise",
+}
+
+
+# Each column's input columns (the rules: carelake.curated.column_sources).
+_DEMAND, _CAPACITY = ((NETWORK_ADEQUACY, "demand"),), ((NETWORK_ADEQUACY, "capacity"),)
+_SIGNAL = union(_DEMAND, _CAPACITY, ((NETWORK_ADEQUACY, "active_providers"),))
+SOURCES: ColumnSources = {
+    "zip3": ((NETWORK_ADEQUACY, "zip3"),),
+    "specialty": ((NETWORK_ADEQUACY, "specialty"),),
+    "forecast_month": ((NETWORK_ADEQUACY, "service_month"),),
+    "demand_forecast": _DEMAND,
+    "baseline_forecast": _DEMAND,
+    "capacity": _CAPACITY,
+    "utilisation_forecast": union(_DEMAND, _CAPACITY),
+    "expand_network": _SIGNAL,
+    "expansion_reason": _SIGNAL,
 }
 
 

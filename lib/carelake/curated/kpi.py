@@ -7,6 +7,14 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from carelake.curated.column_sources import (
+    CLAIMS,
+    ENCOUNTERS,
+    KPI_FINANCE,
+    KPI_PATIENT,
+    PROCEDURES,
+    ColumnSources,
+)
 from carelake.curated.features import MONEY
 from carelake.curated.metrics import RATIO_DIGITS, ratio
 
@@ -67,6 +75,58 @@ COLUMNS: dict[str, dict[str, str]] = {
         "visits_mom_growth": "visits / visits of the previous calendar month - 1",
         "patients_mom_growth": "patients / patients of the previous calendar month - 1",
         "paid_mom_growth": "paid / paid of the previous calendar month - 1",
+    },
+}
+
+
+# Each table's columns -> their input columns (the rules: carelake.curated.column_sources).
+SOURCES: dict[str, ColumnSources] = {
+    "kpi_patient": {
+        "service_month": ((ENCOUNTERS, "service_month"),),
+        "patients": ((ENCOUNTERS, "patient_token"),),
+        "readmissions": ((ENCOUNTERS, "readmitted_30d"),),
+        "readmission_rate": ((ENCOUNTERS, "readmitted_30d"),),
+        "avg_satisfaction": ((ENCOUNTERS, "satisfaction_score"),),
+    },
+    "kpi_provider": {
+        "npi": ((ENCOUNTERS, "npi"), (CLAIMS, "npi")),
+        "service_month": ((ENCOUNTERS, "service_month"), (CLAIMS, "service_month")),
+        "patients": ((ENCOUNTERS, "patient_token"),),
+        "total_cost": ((ENCOUNTERS, "encounter_cost"),),
+        "readmission_rate": ((ENCOUNTERS, "readmitted_30d"),),
+        "complication_rate": ((ENCOUNTERS, "complication"),),
+        "avg_satisfaction": ((ENCOUNTERS, "satisfaction_score"),),
+        "billed": ((CLAIMS, "billed_amount"),),
+        "paid": ((CLAIMS, "paid_amount"),),
+    },
+    "kpi_finance": {
+        "service_month": ((CLAIMS, "service_month"),),
+        "hospital": ((ENCOUNTERS, "source_system"), (CLAIMS, "patient_source_system")),
+        "department": ((ENCOUNTERS, "department"),),
+        "payer": ((CLAIMS, "payer"),),
+        "billed": ((CLAIMS, "billed_amount"),),
+        "allowed": ((CLAIMS, "allowed_amount"),),
+        "paid": ((CLAIMS, "paid_amount"),),
+        "denied_claims": ((CLAIMS, "is_denied"),),
+        "denial_rate": ((CLAIMS, "is_denied"),),
+        "collection_rate": ((CLAIMS, "paid_amount"), (CLAIMS, "allowed_amount")),
+    },
+    "kpi_hospital": {
+        "hospital": ((ENCOUNTERS, "source_system"),),
+        "department": ((ENCOUNTERS, "department"),),
+        "service_month": ((ENCOUNTERS, "service_month"),),
+        "inpatient_encounters": ((ENCOUNTERS, "encounter_type"),),
+        "patient_days": ((ENCOUNTERS, "length_of_stay_days"),),
+        "avg_daily_census": ((ENCOUNTERS, "length_of_stay_days"), (ENCOUNTERS, "service_month")),
+        "distinct_procedure_codes": ((PROCEDURES, "procedure_code"),),
+    },
+    "kpi_executive": {
+        "service_month": ((KPI_PATIENT, "service_month"), (KPI_FINANCE, "service_month")),
+        **{c: ((KPI_PATIENT, c),) for c in ("patients", "visits", "readmission_rate")},
+        **{c: ((KPI_FINANCE, c),) for c in ("billed", "paid")},
+        "visits_mom_growth": ((KPI_PATIENT, "visits"),),
+        "patients_mom_growth": ((KPI_PATIENT, "patients"),),
+        "paid_mom_growth": ((KPI_FINANCE, "paid"),),
     },
 }
 

@@ -24,6 +24,7 @@ from datetime import date, timedelta
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from carelake.curated.column_sources import CLAIMS, ENCOUNTERS, PROVIDERS, ColumnSources
 from carelake.curated.features import providers_as_of
 from carelake.curated.metrics import RATIO_DIGITS, version_as_of
 from carelake.curated.persons import with_person
@@ -334,6 +335,23 @@ TABLE_COLUMNS: dict[str, str] = {
     "specialty": COLUMNS["specialty"],
     **{f"{m}_{c}": f"{MEASURE_TITLES[m]}: {text}; null without cases"
        for m in MEASURES for c, text in PER_MEASURE.items()},
+}
+
+
+# The curated table's columns -> their input columns (the rules: carelake.curated.column_sources).
+# Each measure's figures come from its outcome's columns: the case-mix cells, windows and
+# attribution only choose which cases are compared (indirect); cases and providers are counts.
+OUTCOME_SOURCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "readmission_30d": tuple((ENCOUNTERS, c) for c in ("admit_date", "discharge_date", "encounter_type", "diagnosis_code")),
+    "complication": ((ENCOUNTERS, "complication"),),
+    "length_of_stay": ((ENCOUNTERS, "admit_date"), (ENCOUNTERS, "discharge_date")),
+    "cost_per_case": ((CLAIMS, "allowed_amount"),),
+}
+SOURCES: ColumnSources = {
+    "npi": ((ENCOUNTERS, "npi"), (CLAIMS, "npi")),
+    "specialty": ((PROVIDERS, "specialty"),),
+    **{f"{m}_{c}": OUTCOME_SOURCES[m] for m in MEASURES for c in PER_MEASURE
+       if c not in ("cases", "providers_in_specialty")},
 }
 
 

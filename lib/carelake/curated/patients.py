@@ -15,6 +15,16 @@ from datetime import date
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from carelake.curated.column_sources import (
+    ENCOUNTERS,
+    PATIENTS,
+    PERSONS,
+    PROCEDURES,
+    PROVIDERS,
+    REFERRALS,
+    ColumnSources,
+    union,
+)
 from carelake.curated.features import LONG_DAYS, MONEY, providers_as_of
 from carelake.curated.metrics import in_window, version_as_of
 from carelake.curated.outcomes import readmission_cases, recorded_by
@@ -53,6 +63,30 @@ COLUMNS: dict[str, str] = {
     "person_readmissions_30d": "Index stays of the person (30-day readmission measure, docs/measures.md) followed "
                                "by an unplanned inpatient readmission within 30 days at any hospital",
     "person_readmissions_30d_elsewhere": "Of those, readmitted at another hospital system than the one that discharged",
+}
+
+
+# Each column's input columns (the rules: carelake.curated.column_sources).
+_READMISSION = tuple((ENCOUNTERS, c) for c in ("admit_date", "discharge_date", "encounter_type", "diagnosis_code"))
+SOURCES: ColumnSources = {
+    "patient_token": ((PATIENTS, "patient_token"),),
+    **{c: ((PATIENTS, c),) for c in ("source_system", "sex", "birth_year")},
+    "zip3": ((PATIENTS, "zip3"), (PROVIDERS, "zip")),
+    "zip3_from_provider": ((PATIENTS, "zip3"), (PROVIDERS, "zip")),
+    "procedure_codes": ((PROCEDURES, "procedure_code"),),
+    "inpatient_encounters_365d": ((ENCOUNTERS, "encounter_type"),),
+    "total_cost": ((ENCOUNTERS, "encounter_cost"),),
+    "readmissions": ((ENCOUNTERS, "readmitted_30d"),),
+    "readmissions_365d": ((ENCOUNTERS, "readmitted_30d"),),
+    "referral_employer_id": ((REFERRALS, "employer_id"),),
+    "high_risk": ((ENCOUNTERS, "readmitted_30d"), (ENCOUNTERS, "encounter_type")),
+    ENTERPRISE_TOKEN: ((PERSONS, ENTERPRISE_TOKEN), (PATIENTS, "patient_token")),
+    "person_source_systems": ((PATIENTS, "source_system"),),
+    "person_inpatient_encounters_365d": ((ENCOUNTERS, "encounter_type"),),
+    "person_total_cost": ((ENCOUNTERS, "encounter_cost"),),
+    # The readmission measure's outcome: a later unplanned inpatient admission within 30 days.
+    "person_readmissions_30d": _READMISSION,
+    "person_readmissions_30d_elsewhere": union(_READMISSION, ((ENCOUNTERS, "source_system"),)),
 }
 
 

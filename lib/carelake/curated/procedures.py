@@ -7,6 +7,7 @@ from datetime import date
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from carelake.curated.column_sources import ENCOUNTERS, PROCEDURES, PROVIDERS, ColumnSources
 from carelake.curated.features import LONG_DAYS, MONEY, expand_to_specialties, providers_as_of
 from carelake.curated.metrics import RATIO_DIGITS, in_window, index_score, ratio
 
@@ -28,6 +29,23 @@ COLUMNS: dict[str, str] = {
     "0.25 x (1 - complication_rate); higher is better",
     "specialty_rank": "Dense rank of procedure_score (1 = best) among the specialty's providers of the code "
     "with volume >= 5; null below that volume",
+}
+
+
+# Each column's input columns (the rules: carelake.curated.column_sources).
+_SCORE = ((PROCEDURES, "charge_amount"), (ENCOUNTERS, "readmitted_30d"), (ENCOUNTERS, "complication"))
+SOURCES: ColumnSources = {
+    "npi": ((PROCEDURES, "npi"),),
+    "procedure_code": ((PROCEDURES, "procedure_code"),),
+    "specialty": ((PROVIDERS, "specialty"),),
+    "units": ((PROCEDURES, "units"),),
+    "encounters": ((PROCEDURES, "encounter_key"),),
+    "mean_cost": ((PROCEDURES, "charge_amount"),),
+    "cost_index": ((PROCEDURES, "charge_amount"),),
+    "readmission_rate": ((ENCOUNTERS, "readmitted_30d"),),
+    "complication_rate": ((ENCOUNTERS, "complication"),),
+    "procedure_score": _SCORE,
+    "specialty_rank": _SCORE,
 }
 
 

@@ -34,6 +34,14 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from carelake.config import Config, ConfigError
+from carelake.curated.column_sources import (
+    NETWORK_ADEQUACY,
+    PATIENT_SUMMARY,
+    PROVIDER_OUTCOMES,
+    PROVIDERS,
+    ColumnSources,
+    union,
+)
 from carelake.curated.features import providers_as_of
 from carelake.curated.metrics import RATIO_DIGITS, in_window
 from carelake.curated.procedures import MIN_VOLUME_TO_RANK
@@ -64,6 +72,34 @@ COLUMNS: dict[str, str] = {
     "eligible_providers": "Providers eligible for the area and specialty (0 on a rank 0 row)",
     "candidates": "Providers of the specialty on file on as_of, wherever they practise",
     "reason": "Why this rank (quality O/E, cost O/E, headroom, distance), or why no provider is eligible",
+}
+
+
+# Each column's input columns (the rules: carelake.curated.column_sources). Distances come from
+# the zip centroids of carelake.geo; encounter and candidate counts have no input column.
+_READMISSION = ((PROVIDER_OUTCOMES, "readmission_30d_oe_ratio_shrunk"),)
+_COMPLICATION = ((PROVIDER_OUTCOMES, "complication_oe_ratio_shrunk"),)
+_COST = ((PROVIDER_OUTCOMES, "cost_per_case_oe_ratio_shrunk"),)
+_SCORE = union(_READMISSION, _COMPLICATION, _COST)
+_DISTANCE = ((PATIENT_SUMMARY, "zip3"), (PROVIDERS, "zip"))
+_CAPACITY = ((NETWORK_ADEQUACY, "throughput_per_provider"),)
+SOURCES: ColumnSources = {
+    "zip3": ((PATIENT_SUMMARY, "zip3"),),
+    "specialty": ((PROVIDERS, "specialty"),),
+    "rank": _SCORE,
+    "npi": ((PROVIDERS, "npi"),),
+    "network_id": ((PROVIDERS, "network_id"),),
+    "provider_zip": ((PROVIDERS, "zip"),),
+    "distance_km": _DISTANCE,
+    "quality_oe": union(_READMISSION, _COMPLICATION),
+    "readmission_oe": _READMISSION,
+    "complication_oe": _COMPLICATION,
+    "cost_oe": _COST,
+    "routing_score": _SCORE,
+    "cases": ((PROVIDER_OUTCOMES, "complication_cases"), (PROVIDER_OUTCOMES, "cost_per_case_cases")),
+    "capacity": _CAPACITY,
+    "headroom": _CAPACITY,
+    "reason": union(_SCORE, _CAPACITY, _DISTANCE),
 }
 
 

@@ -402,11 +402,16 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     return summary.finish()
 
 
+def area_population_path(config: Config) -> str:
+    """Where the landed reference file of residents per area is, relative to the landing zone
+    (``curated.area_population``)."""
+    return str(config.section("curated").get("area_population") or AREA_POPULATION_PATH)
+
+
 def _area_population(spark: SparkSession, config: Config, summary: StageSummary) -> DataFrame | None:
-    """Residents per area from the landed reference file (``curated.area_population``, relative
-    to the landing zone); without it the provider ratio is not judged, and the run says so."""
-    relative = config.section("curated").get("area_population") or AREA_POPULATION_PATH
-    uri = join_uri(config.landing, relative)
+    """Residents per area from the landed reference file (:func:`area_population_path`); without
+    it the provider ratio is not judged, and the run says so."""
+    uri = join_uri(config.landing, area_population_path(config))
     uri = spark_uri(uri) if is_remote(uri) else to_local_path(uri)
     population = read_area_population(spark, uri)
     if population is None:

@@ -8,8 +8,10 @@ results, and the column lineage the config declares (source column -> raw -> can
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 
+from pyarrow.fs import FileType
 from pyspark.sql import functions as F
 
 from carelake.config import Config
@@ -26,7 +28,7 @@ from carelake.lineage.events import (
 )
 from carelake.run import StageSummary
 from carelake.sources.naming import raw_column_name
-from carelake.storage import table_uri
+from carelake.storage import filesystem_for, is_remote, join_uri, table_uri, to_local_path
 
 # The tables each stage reads, as (zone, table); ingest reads the landing folders.
 STAGE_READS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -59,7 +61,33 @@ def stage_inputs(config: Config, tables: DeltaTables, stage: str) -> dict[str, i
         uri = table_uri(config, zone, table)
         if tables.exists(uri):
             found[uri] = tables.version(uri)
+    if stage == "aggregates" and _area_population_file(config) is not None:
+        found[area_population_folder(config)] = None
     return found
+
+
+def area_population_folder(config: Config) -> str:
+    """The landing folder of the reference file the aggregates stage reads (residents per area)."""
+    from carelake.curated.stage import area_population_path
+
+    return landing_folder(config, area_population_path(config))
+
+
+def _area_population_file(config: Config) -> dict | None:
+    """The reference file of residents per area as a ``carelake_sourceFiles`` entry (name, uri,
+    sha256, bytes, data rows, status ``read``); None when it has not landed."""
+    from carelake.curated.stage import area_population_path
+
+    relative = area_population_path(config)
+    uri = join_uri(config.landing if is_remote(config.landing) else to_local_path(config.landing), relative)
+    filesystem, path = filesystem_for(uri, config)
+    if filesystem.get_file_info(path).type != FileType.File:
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        content = stream.read()  # a few hundred short lines
+    rows = sum(1 for line in content.splitlines()[1:] if line.strip())
+    return {"name": relative.rsplit("/", 1)[-1], "uri": uri, "sha256": hashlib.sha256(content).hexdigest(),
+            "sizeBytes": len(content), "rows": rows, "status": "read", "reason": None}
 
 
 def stage_facts(config: Config, tables: DeltaTables, run_id: str, summary: StageSummary, inputs: dict[str, int | None]) -> StageFacts:
@@ -165,14 +193,25 @@ def _model_facts(config: Config, tables: DeltaTables, facts: StageFacts) -> None
 
 
 def _aggregate_facts(config: Config, facts: StageFacts) -> None:
-    """provider_features column <- the columns it is computed from (features.SOURCES)."""
-    from carelake.curated.features import SOURCES
+    """Each aggregate's column <- the columns it is computed from (the ``SOURCES`` declared beside
+    each aggregate's code, :mod:`carelake.curated.column_sources`), and the reference file of
+    residents per area with its checksum."""
+    from carelake.curated.column_sources import AREA_POPULATION
+    from carelake.curated.dictionary import SOURCES
 
-    uri = table_uri(config, "curated", "provider_features")
-    if uri not in facts.outputs:
-        return
-    columns = {
-        feature: [(table_uri(config, *label.split("/", 1)), column) for label, column in inputs]
-        for feature, inputs in SOURCES.items()
-    }
-    facts.output_facets.setdefault(uri, {})["columnLineage"] = column_lineage(columns, "computed in carelake.curated.features")
+    population = area_population_folder(config)
+    if population in facts.inputs:
+        listed = _area_population_file(config)
+        if listed is not None:
+            facts.input_facets.setdefault(population, {})["carelake_sourceFiles"] = SourceFilesFacet(files=[listed])
+
+    def uri_of(label: str) -> str:
+        return population if label == AREA_POPULATION else table_uri(config, *label.split("/", 1))
+
+    for table, declared in SOURCES.items():
+        uri = table_uri(config, "curated", table)
+        if uri not in facts.outputs:
+            continue
+        columns = {column: [(uri_of(label), source) for label, source in inputs] for column, inputs in declared.items()}
+        facts.output_facets.setdefault(uri, {})["columnLineage"] = column_lineage(
+            columns, f"computed in the aggregates stage (SOURCES of {table})")
