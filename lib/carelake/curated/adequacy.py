@@ -89,6 +89,8 @@ SOURCES: ColumnSources = {
     "referrals_leaked": _LEAKED,
     "leaked_share_3m": _LEAKED,
     "leaked_share_change": _LEAKED,
+    "referrals_completed": ((REFERRALS, "status"),),
+    "completion_days_p50": ((REFERRALS, "status"), (REFERRALS, "referral_date"), (REFERRALS, "updated_at")),
     "active_providers": _SUPPLY,
     "capacity": _SUPPLY,
     "utilisation": _SUPPLY,
