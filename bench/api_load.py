@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from deltalake import DeltaTable
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -81,13 +82,15 @@ def start_api(root: Path, port: int, key: str, log_path: Path) -> subprocess.Pop
     raise RuntimeError(f"carelake api did not answer on port {port} within 120 s: see {log_path}")
 
 
-def targets(base: str, key: str) -> dict[str, str]:
-    """The paths measured: the best-scored provider, the list of its specialty and area, and
-    routing for an area and specialty that has demand rows."""
-    demand = _get(base, "/v1/demand?limit=500", key)["data"]
-    cell = next(r for r in demand if r.get("route_to"))
-    zip3, specialty = cell["zip3"], cell["specialty"]
-    npi = cell["route_to"][0]
+def targets(root: Path) -> dict[str, str]:
+    """The paths measured: one lookup, the list of its specialty and area, and the routing of
+    that area and specialty, taken from a rank-1 row of ``curated/referral_routing`` (a cell the
+    routing endpoint answers)."""
+    routing = DeltaTable(str(root / "curated" / "referral_routing")).to_pyarrow_table(columns=["zip3", "specialty", "rank", "npi"])
+    cell = next((r for r in routing.to_pylist() if r["rank"] == 1), None)
+    if cell is None:
+        raise RuntimeError(f"{root}/curated/referral_routing has no ranked provider: nothing to route to")
+    zip3, specialty, npi = cell["zip3"], cell["specialty"], cell["npi"]
     query = urllib.parse.urlencode({"specialty": specialty, "zip3": zip3, "limit": 50})
     route = urllib.parse.urlencode({"zip3": zip3, "specialty": specialty})
     return {"provider": f"/v1/providers/{npi}", "providers": f"/v1/providers?{query}", "routing": f"/v1/routing?{route}"}
@@ -157,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         base = f"http://127.0.0.1:{port}"
         process = start_api(root, port, key, Path(tmp) / "api.log")
         try:
-            paths = targets(base, key)
+            paths = targets(root)
             versions = _get(base, "/v1/versions", key)["meta"]["tables"]
             providers = _get(base, "/v1/providers?limit=1", key)["page"]["total"]
             load_before = [round(x, 2) for x in os.getloadavg()]
