@@ -56,7 +56,8 @@ def test_the_routing_dataset_routes_by_referral_routing_rank(spark) -> None:
         "network_demand_by_zip": spark.createDataFrame(
             [("100", "cardiology", "2024-11", 4, 3, 0.75, 1.0, True), ("100", "cardiology", "2024-12", 4, 1, 0.25, 1.2, True),
              ("200", "oncology", "2024-12", 2, 2, 1.0, 0.5, False), ("300", "oncology", "2024-12", 5, 0, 0.0, 0.5, False),
-             ("400", "urology", "2024-12", 3, 1, 0.33, 0.9, False), ("500", "oncology", "unknown", 9, 9, 1.0, 1.0, True)],
+             ("400", "urology", "2024-12", 3, 1, 0.33, 0.9, False), ("500", "oncology", "unknown", 9, 9, 1.0, 1.0, True),
+             ("100", "cardiology", "2025-01", 0, 0, None, 0.1, False)],  # a partial last month: no referrals yet
             "zip3 string, specialty string, service_month string, referrals_requested long, referrals_leaked long, "
             "leakage_rate double, demand_capacity_ratio double, expand_network boolean",
         ),

@@ -137,14 +137,16 @@ def demand_months(demand: DataFrame) -> DataFrame:
 
 
 def routing_latest(demand: DataFrame, routing: DataFrame) -> DataFrame:
-    """``network_demand_by_zip`` and ``referral_routing`` -> the latest dated month's area x
-    specialty cells that leaked referrals, with where to route them: the first
+    """``network_demand_by_zip`` and ``referral_routing`` -> the area x specialty cells that
+    leaked referrals in the latest month with leaks, with where to route them: the first
     :data:`ROUTED_PROVIDERS` eligible NPIs by rank (comma-separated; null when none is eligible),
     how many are eligible, and ``routing_reason`` (rank 1's reason, or why no provider is)."""
     require_columns(demand, ("zip3", "specialty", "service_month", "referrals_leaked"), "network_demand_by_zip")
     require_columns(routing, ("zip3", "specialty", "rank", "npi", "eligible_providers", "reason"), "referral_routing")
-    dated = dated_months(demand)
-    latest = dated.agg(F.max("service_month").alias("service_month"))
+    # The latest month with leaks, not the latest month: a partial last month (as_of early in
+    # it) has no referrals yet and would leave the table empty.
+    leaks = dated_months(demand).where(F.col("referrals_leaked") > 0)
+    latest = leaks.agg(F.max("service_month").alias("service_month"))
     # rank 0 is a cell's only row when no provider is eligible: it carries no NPI, only the reason.
     routed_npis = F.array_sort(F.collect_list(F.when(F.col("rank") >= 1, F.struct("rank", "npi"))))
     routes = routing.where(F.col("rank") <= ROUTED_PROVIDERS).groupBy("zip3", "specialty").agg(
@@ -152,7 +154,7 @@ def routing_latest(demand: DataFrame, routing: DataFrame) -> DataFrame:
         F.max("eligible_providers").alias("eligible_providers"),
         F.min_by("reason", "rank").alias("routing_reason"),
     )
-    leaked = (dated.join(latest, "service_month", "left_semi").where(F.col("referrals_leaked") > 0)
+    leaked = (leaks.join(latest, "service_month", "left_semi")
               .select("service_month", "zip3", "specialty", "referrals_requested", "referrals_leaked", "leakage_rate",
                       "demand_capacity_ratio", "expand_network"))
     return plain_numbers(

@@ -273,7 +273,7 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                       "demand_months", "bar", (Measure("cells_to_expand", "Cells over 90% of capacity"),), x="service_month", series="specialty"),
             )),
             Section("5. Routing", (
-                Chart("prov_routing", "Where to route leaked referrals (latest month)",
+                Chart("prov_routing", "Where to route leaked referrals (latest month with leaks)",
                       "Areas and specialties whose referrals left the network, with the eligible in-network providers to send them to "
                       "(near, with headroom and volume), best routing score first, and why; or why no provider is eligible.",
                       "routing_latest", "table", (Measure("referrals_leaked", "Leaked referrals"),),

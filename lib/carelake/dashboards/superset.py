@@ -60,7 +60,7 @@ DATASETS: dict[str, str] = {
         "SELECT *, CASE WHEN expand_network THEN 1 ELSE 0 END AS cells_to_expand FROM curated.network_demand_by_zip "
         "WHERE service_month <> 'unknown'"
     ),
-    # The latest dated month's leaked cells with referral_routing's first ROUTED_PROVIDERS NPIs
+    # The leaked cells of the latest month with leaks, with referral_routing's first ROUTED_PROVIDERS NPIs
     # by rank (concat_ws skips a missing rank) and rank 1's reason, or rank 0's (none eligible).
     "routing_latest": (
         "SELECT d.service_month, d.zip3, coalesce(d.specialty, 'unknown') AS specialty, d.referrals_requested, d.referrals_leaked, "
@@ -71,7 +71,7 @@ DATASETS: dict[str, str] = {
         + ") AS route_to, max(eligible_providers) AS eligible_providers, max(CASE WHEN `rank` <= 1 THEN reason END) AS routing_reason "
         "FROM curated.referral_routing GROUP BY zip3, specialty) r ON d.zip3 = r.zip3 AND d.specialty = r.specialty "
         "WHERE d.referrals_leaked > 0 AND d.service_month = "
-        "(SELECT max(service_month) FROM curated.network_demand_by_zip WHERE service_month <> 'unknown')"
+        "(SELECT max(service_month) FROM curated.network_demand_by_zip WHERE service_month <> 'unknown' AND referrals_leaked > 0)"
     ),
     "patient_mix": (
         "SELECT source_system AS hospital, sex, 1 AS patients, CASE WHEN high_risk THEN 1 ELSE 0 END AS high_risk_patients, "
