@@ -20,6 +20,7 @@ MONTHS = ("2024-11", "2024-12")
 ENCOUNTERS = {"hospital_a": (10, 20), "hospital_b": (30, 40)}
 PAID = {"hospital_a": (100.0, 200.0), "hospital_b": (300.0, 400.0)}
 AS_OF = date(2024, 12, 31)
+ROUTE_TO = ("1000000003", "1000000001", "1000000004")  # referral_routing ranks 1-3 for zip 100 cardiology
 
 
 def write_dashboard_tables(spark: SparkSession, config: Config, tables: DeltaTables) -> dict[str, int]:
@@ -78,6 +79,13 @@ def write_dashboard_tables(spark: SparkSession, config: Config, tables: DeltaTab
              ("200", "oncology", "2024-12", 5.0, 10.0, 2, 0, 0.0, 0.5, False, [])],
             "zip3 string, specialty string, service_month string, demand double, capacity double, referrals_requested long, "
             "referrals_leaked long, leakage_rate double, demand_capacity_ratio double, expand_network boolean, route_to array<string>",
+        ),
+        # zip 100's leaked cardiology referrals route to ROUTE_TO (rank order, not NPI order);
+        # oncology in zip 200 has no eligible provider.
+        "curated.referral_routing": (
+            [("100", "cardiology", rank, npi, 3, AS_OF, f"rank {rank}") for rank, npi in enumerate(ROUTE_TO, start=1)]
+            + [("200", "oncology", 0, None, 0, AS_OF, "no eligible provider among 1 of the specialty: 1 inactive")],
+            "zip3 string, specialty string, rank int, npi string, eligible_providers long, as_of date, reason string",
         ),
         "processed._quarantine": (
             [("encounters", "hospital_a", ["npi_luhn", "admit_date_parse"], datetime(2024, 12, 30, 10)),

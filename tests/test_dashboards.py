@@ -17,7 +17,7 @@ from carelake.dashboards.browser import browser_context, check_page, missing_bro
 from carelake.dashboards.pages import DASHBOARDS, FRAMES
 from carelake.delta import open_tables
 from carelake.run import EntityCounts, RunSummary, StageSummary
-from tests.dashboard_tables import ENCOUNTERS, PAID, write_dashboard_tables
+from tests.dashboard_tables import ENCOUNTERS, PAID, ROUTE_TO, write_dashboard_tables
 
 
 def test_specialty_months_weights_rates_by_encounters(spark) -> None:
@@ -61,15 +61,33 @@ def test_patient_mix_bands_ages_at_the_report_date(spark) -> None:
     assert_df_equality(actual, expected, ignore_row_order=True, ignore_nullable=True)
 
 
-def test_routing_latest_keeps_the_latest_month_with_leaks(spark) -> None:
+def test_routing_latest_routes_the_latest_leaks_by_referral_routing_rank(spark) -> None:
+    # No route_to column in the demand rows: the routes must come from referral_routing.
     demand = spark.createDataFrame(
-        [("100", "cardiology", "2024-11", 4, 3, 0.75, 1.0, True, ["a"]), ("100", "cardiology", "2024-12", 4, 1, 0.25, 1.2, True, ["a", "b", "c", "d"]),
-         ("200", "oncology", "2024-12", 2, 0, 0.0, 0.5, False, []), ("300", "oncology", "unknown", 9, 9, 1.0, 1.0, True, [])],
+        [("100", "cardiology", "2024-11", 4, 3, 0.75, 1.0, True), ("100", "cardiology", "2024-12", 4, 1, 0.25, 1.2, True),
+         ("200", "oncology", "2024-12", 2, 2, 1.0, 0.5, False), ("300", "oncology", "2024-12", 5, 0, 0.0, 0.5, False),
+         ("400", "urology", "2024-12", 3, 1, 0.33, 0.9, False), ("500", "oncology", "unknown", 9, 9, 1.0, 1.0, True),
+             ("100", "cardiology", "2025-01", 0, 0, None, 0.1, False)],  # a partial last month: no referrals yet
         "zip3 string, specialty string, service_month string, referrals_requested long, referrals_leaked long, "
-        "leakage_rate double, demand_capacity_ratio double, expand_network boolean, route_to array<string>",
+        "leakage_rate double, demand_capacity_ratio double, expand_network boolean",
     )
-    rows = F_.routing_latest(demand).collect()
-    assert [(r.zip3, r.service_month, r.route_to) for r in rows] == [("100", "2024-12", "a, b, c")]
+    # Ranks out of NPI order and out of row order; a cell with no eligible provider has one rank 0 row.
+    routing = spark.createDataFrame(
+        [("100", "cardiology", 3, "n1", 4, "third"), ("100", "cardiology", 1, "n9", 4, "best: quality O/E 0.80"),
+         ("100", "cardiology", 4, "n0", 4, "fourth"), ("100", "cardiology", 2, "n5", 4, "second"),
+         ("200", "oncology", 0, None, 0, "no eligible provider among 2 of the specialty: 2 beyond 80 km"),
+         ("300", "oncology", 1, "n7", 1, "only")],
+        "zip3 string, specialty string, rank int, npi string, eligible_providers long, reason string",
+    )
+    expected = spark.createDataFrame(
+        [("100", "cardiology", 4, "n9, n5, n1", "best: quality O/E 0.80"),
+         ("200", "oncology", 0, None, "no eligible provider among 2 of the specialty: 2 beyond 80 km"),
+         ("400", "urology", 0, None, F_.NOT_ROUTED)],
+        "zip3 string, specialty string, eligible_providers long, route_to string, routing_reason string",
+    )
+    actual = F_.routing_latest(demand, routing)
+    assert {r.service_month for r in actual.collect()} == {"2024-12"}
+    assert_df_equality(actual.select(*expected.columns), expected, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_a_frame_missing_a_column_names_it(spark) -> None:
@@ -115,10 +133,33 @@ def test_each_chart_names_its_tables_versions_and_as_of(report: dict) -> None:
     assert "filters: month, specialty" in doctors
 
 
-def test_pages_are_self_contained(report: dict) -> None:
-    page = (report["index"].parent / "executive.html").read_text()
-    assert not re.search(r"<script[^>]+src=", page), "a page must not load scripts from elsewhere"
-    assert "Plotly" in page and len(page) > 1_000_000  # plotly.js inlined
+def _page_data(html: Path) -> dict:
+    """The chart rows a page embeds (``window.CARELAKE_PAGE``)."""
+    found = re.search(r"window\.CARELAKE_PAGE = (\{.*?\});</script>", html.read_text(), re.S)
+    assert found, f"{html.name} embeds no chart rows"
+    return json.loads(found.group(1))  # JSON reads the "<\\/" escape as "</"
+
+
+def test_the_routing_table_routes_by_referral_routing(report: dict) -> None:
+    frame = _page_data(report["index"].parent / "providers.html")["frames"]["routing_latest"]
+    rows = [dict(zip(frame["columns"], values, strict=True)) for values in frame["data"]]
+    assert [(r["zip3"], r["specialty"], r["route_to"]) for r in rows] == [("100", "cardiology", ", ".join(ROUTE_TO))]
+    assert rows[0]["eligible_providers"] == 3 and rows[0]["routing_reason"] == "rank 1"
+    source = "From curated.network_demand_by_zip v{}, curated.referral_routing v{}".format(
+        report["versions"]["curated.network_demand_by_zip"], report["versions"]["curated.referral_routing"])
+    assert source in (report["index"].parent / "providers.html").read_text()
+
+
+def test_pages_load_only_files_beside_them(report: dict) -> None:
+    folder = report["index"].parent
+    for html in sorted(folder.glob("*.html")):
+        page = html.read_text()
+        assert not re.search(r'(src|href)="(https?:)?//', page), f"{html.name} loads something from elsewhere"
+        for source in re.findall(r"<script[^>]+src=\"([^\"]+)\"", page):
+            assert "/" not in source and ":" not in source, f"{html.name}: {source} is not a file beside it"
+            assert (folder / source).read_text()[:200].startswith("/**\n* plotly.js v"), source
+    page = (folder / "executive.html").read_text()
+    assert "<script src=" in page and len(page) < 200_000  # Plotly loaded from its one file, not inlined
 
 
 def test_index_links_the_lineage_page_when_it_exists(spark, report: dict) -> None:

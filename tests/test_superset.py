@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from carelake.dashboards.browser import browser_context, missing_browser_reason
+from carelake.dashboards.frames import NOT_ROUTED
 from carelake.dashboards.superset import (
     DATASETS,
     definition,
@@ -46,6 +47,40 @@ def test_definition_gives_each_clinician_a_row_filter(base_config) -> None:
     assert roles["clinician_hospital_a"]["clause"] == "hospital = 'hospital_a'"
     assert "kpi_patient" not in roles["clinician_hospital_a"]["visible"]  # all-hospital totals
     assert {c["dataset"] for d in spec["dashboards"] for c in d["charts"]} <= set(DATASETS)
+
+
+def test_the_routing_dataset_routes_by_referral_routing_rank(spark) -> None:
+    """The Superset routing dataset's SQL, run by Spark over views standing in for the served
+    tables: the latest month's leaked cells, routed to referral_routing's ranks 1-3 in order."""
+    views = {
+        "network_demand_by_zip": spark.createDataFrame(
+            [("100", "cardiology", "2024-11", 4, 3, 0.75, 1.0, True), ("100", "cardiology", "2024-12", 4, 1, 0.25, 1.2, True),
+             ("200", "oncology", "2024-12", 2, 2, 1.0, 0.5, False), ("300", "oncology", "2024-12", 5, 0, 0.0, 0.5, False),
+             ("400", "urology", "2024-12", 3, 1, 0.33, 0.9, False), ("500", "oncology", "unknown", 9, 9, 1.0, 1.0, True),
+             ("100", "cardiology", "2025-01", 0, 0, None, 0.1, False)],  # a partial last month: no referrals yet
+            "zip3 string, specialty string, service_month string, referrals_requested long, referrals_leaked long, "
+            "leakage_rate double, demand_capacity_ratio double, expand_network boolean",
+        ),
+        "referral_routing": spark.createDataFrame(
+            [("100", "cardiology", 3, "n1", 4, "third"), ("100", "cardiology", 1, "n9", 4, "best"),
+             ("100", "cardiology", 4, "n0", 4, "fourth"), ("100", "cardiology", 2, "n5", 4, "second"),
+             ("200", "oncology", 0, None, 0, "no eligible provider among 2 of the specialty: 2 beyond 80 km"),
+             ("300", "oncology", 1, "n7", 1, "only")],
+            "zip3 string, specialty string, rank int, npi string, eligible_providers long, reason string",
+        ),
+    }
+    for name, df in views.items():
+        df.createOrReplaceTempView(f"superset_test_{name}")
+    try:
+        rows = spark.sql(DATASETS["routing_latest"].replace("curated.", "superset_test_")).collect()
+    finally:
+        for name in views:
+            spark.catalog.dropTempView(f"superset_test_{name}")
+    assert sorted((r.service_month, r.zip3, r.eligible_providers, r.route_to, r.routing_reason) for r in rows) == [
+        ("2024-12", "100", 4, "n9, n5, n1", "best"),
+        ("2024-12", "200", 0, None, "no eligible provider among 2 of the specialty: 2 beyond 80 km"),
+        ("2024-12", "400", 0, None, NOT_ROUTED),
+    ]
 
 
 @pytest.fixture(scope="module")

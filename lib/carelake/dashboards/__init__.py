@@ -1,5 +1,5 @@
-"""The static report every run writes: dashboards as self-contained HTML pages with Plotly
-charts, built from the curated tables (see docs/dashboards.md)."""
+"""The static report every run writes: dashboards as HTML pages with Plotly charts (one folder
+that needs no server or network), built from the curated tables (see docs/dashboards.md)."""
 
 from carelake.dashboards.build import build_report
 

@@ -1,8 +1,9 @@
 """Writing the static report: ``<root>/_reports/latest/index.html`` and one page per dashboard.
 
-Each page is one self-contained HTML file: Plotly's JavaScript bundle (from the ``plotly``
-package), the page script and the chart rows are inlined, so a page opens from disk, an S3
-bucket or a mail attachment with no server and no network. The rows are the small frames of
+Each page is one HTML file with the page script and the chart rows inlined; Plotly's JavaScript
+bundle (from the ``plotly`` package, ~4.8 MB) is one file next to the pages that every page
+loads by its relative name, so the folder opens from disk or an S3 bucket with no server and
+nothing fetched from the internet. The rows are the small frames of
 :mod:`carelake.dashboards.frames` (months x hospitals x departments, providers, ...), never
 patient rows. Every chart names the tables and Delta versions it was drawn from and the as-of
 date of the aggregates.
@@ -29,6 +30,7 @@ from pyspark.sql import functions as F
 
 from carelake.config import Config
 from carelake.dashboards.pages import DASHBOARDS, FILTERS, FRAMES, RUN_FRAMES, Chart, check_catalog
+from carelake.delta.arrow import live_bytes, read_arrow, readable_by_pyarrow
 from carelake.delta.errors import TableNotFoundError
 from carelake.delta.log import open_table
 from carelake.delta.storage import rs_uri, storage_options
@@ -43,6 +45,9 @@ log = logging.getLogger(__name__)
 REPORT_FOLDER = "_reports/latest"
 LINEAGE_PAGE = "lineage.html"  # written by the lineage report when it runs; linked when present
 STATE_TABLE = "curated._aggregate_state"
+# Tables up to this size are read on the driver with pyarrow (the curated aggregates: months x
+# hospitals x departments, providers, areas); larger ones through Spark.
+DRIVER_READ_BYTES = 16 * 1024 * 1024
 
 HEADERS = {
     "npi": "NPI", "specialty": "Specialty", "encounters_365d": "Encounters (365 d)", "cost_per_case": "Cost per case",
@@ -50,7 +55,8 @@ HEADERS = {
     "complication_rate_shrunk": "Complication (shrunk)", "avg_satisfaction": "Satisfaction", "composite_score": "Score",
     "top_procedure_code": "Top code", "top_procedure_share": "Top code share", "procedure_hhi": "HHI",
     "zip3": "Area (zip3)", "referrals_requested": "Referrals", "referrals_leaked": "Leaked", "leakage_rate": "Leakage",
-    "expand_network": "Expand?", "route_to": "Route to (NPI)", "stage": "Stage", "table": "Table", "rows_in": "In",
+    "expand_network": "Expand?", "route_to": "Route to (NPI, best first)",
+    "eligible_providers": "Eligible", "routing_reason": "Why", "stage": "Stage", "table": "Table", "rows_in": "In",
     "rows_valid": "Valid", "rows_quarantined": "Quarantined", "duplicates_dropped": "Duplicates", "rows_written": "Written",
     "delta_version": "Version", "reconciles": "Reconciles", "entity": "Table", "run_id": "Run", "success": "Passed",
     "evaluated": "Expectations", "failed": "Failed", "failed_expectations": "Failed expectations",
@@ -69,13 +75,33 @@ def column_format(column: str) -> str:
     return ""
 
 
+def plotly_file() -> str:
+    """The name of the Plotly bundle beside the pages; versioned, so a page never loads a
+    bundle other than the one it was written for."""
+    from plotly.offline.offline import get_plotlyjs_version
+
+    return f"plotly-{get_plotlyjs_version()}.min.js"
+
+
 @lru_cache(maxsize=1)
-def _assets() -> tuple[str, str]:
-    """Plotly's minified bundle and the page script (read once per process)."""
+def _report_script() -> str:
+    return resources.files("carelake.dashboards").joinpath("report.js").read_text(encoding="utf-8")
+
+
+def _write_plotly(config: Config, base: str) -> str:
+    """Write Plotly's bundle into the report folder unless it is there whole already (same
+    size: a write cut short is written again); returns its name."""
     from plotly.offline import get_plotlyjs
 
-    script = resources.files("carelake.dashboards").joinpath("report.js").read_text(encoding="utf-8")
-    return get_plotlyjs(), script
+    name = plotly_file()
+    bundle = get_plotlyjs().encode("utf-8")
+    filesystem, path = filesystem_for(join_uri(base, name), config)
+    info = filesystem.get_file_info(path)
+    if info.type != pafs.FileType.File or info.size != len(bundle):
+        filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+        with filesystem.open_output_stream(path) as out:
+            out.write(bundle)
+    return name
 
 
 def _environment() -> jinja2.Environment:
@@ -210,13 +236,22 @@ def _source_line(chart: Chart, frame_tables: dict[str, tuple[str, ...]], version
     return f"{origin} · aggregates as of {as_of} · {filters}"
 
 
-def latest_version(config: Config, uri: str) -> int | None:
-    """The table's latest version from its Delta log (delta-rs reads the log only, no Spark
-    job), or None when there is no table at ``uri``."""
+def read_input(spark: SparkSession, config: Config, tables: DeltaTables, uri: str) -> tuple[int | None, DataFrame | None]:
+    """A table the report reads, at its latest version from its Delta log: ``(version, rows)``,
+    ``(None, None)`` when there is no table at ``uri``. A table of at most
+    :data:`DRIVER_READ_BYTES` of Parquet that pyarrow reads exactly is read on the driver from the
+    log's file list and handed to Spark as local rows: no Delta snapshot jobs, which were most of
+    the report's time (one set per table, a dozen tables). A larger one is read by the Delta
+    engine, at the same version."""
+    options = storage_options(config)
     try:
-        return open_table(rs_uri(uri), storage_options(config)).version()
+        table = open_table(rs_uri(uri), options)
     except TableNotFoundError:
-        return None
+        return None, None
+    version = table.version()
+    if readable_by_pyarrow(table) and live_bytes(table) <= DRIVER_READ_BYTES:
+        return version, spark.createDataFrame(read_arrow(rs_uri(uri), options, table))
+    return version, tables.read(uri, version=version)
 
 
 def _as_of(inputs: dict[str, DataFrame]) -> str:
@@ -238,10 +273,9 @@ def build_report(spark: SparkSession, config: Config, tables: DeltaTables, summa
     inputs: dict[str, DataFrame] = {}
     for name in needed:
         zone, table = name.split(".", 1)
-        uri = table_uri(config, zone, table)
-        versions[name] = latest_version(config, uri)
-        if versions[name] is not None:
-            inputs[name] = tables.read(uri, version=versions[name])
+        versions[name], rows = read_input(spark, config, tables, table_uri(config, zone, table))
+        if rows is not None:
+            inputs[name] = rows
     as_of_text = _as_of(inputs)
     as_of = date.fromisoformat(as_of_text) if as_of_text[:1].isdigit() else datetime.now(timezone.utc).date()
 
@@ -270,7 +304,7 @@ def build_report(spark: SparkSession, config: Config, tables: DeltaTables, summa
         "built_at": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "lineage": lineage,
     }
     env = _environment()
-    plotly_js, report_js = _assets()
+    plotly_src, report_js = _write_plotly(config, base), _report_script()
     for dashboard in DASHBOARDS:
         used = sorted({c.frame for c in dashboard.charts})
         page = {
@@ -293,7 +327,7 @@ def build_report(spark: SparkSession, config: Config, tables: DeltaTables, summa
         html = env.get_template("dashboard.html.j2").render(
             title=dashboard.title, here=dashboard.key, dashboard=dashboard, sources=sources,
             page_json=Markup(script_json(page)),
-            plotly_js=Markup(plotly_js), report_js=Markup(report_js), **common,
+            plotly_src=plotly_src, report_js=Markup(report_js), **common,
         )
         _write(config, join_uri(base, f"{dashboard.key}.html"), html)
     index = env.get_template("index.html.j2").render(

@@ -17,6 +17,8 @@ from pyspark.sql.types import DecimalType
 
 UNKNOWN_MONTH = "unknown"
 MIN_RANKED_ENCOUNTERS = 10  # fewer encounters in 365 days: too few to place a provider on a ranking
+ROUTED_PROVIDERS = 3  # the routing table names the best three eligible providers of a cell
+NOT_ROUTED = "not in referral_routing (no routing computed for this area and specialty)"
 AGE_BANDS = ((0, 17, "0-17"), (18, 44, "18-44"), (45, 64, "45-64"), (65, 200, "65+"))
 
 
@@ -134,18 +136,35 @@ def demand_months(demand: DataFrame) -> DataFrame:
     )
 
 
-def routing_latest(demand: DataFrame) -> DataFrame:
-    """``network_demand_by_zip`` -> the latest dated month's area x specialty cells that leaked
-    referrals, with the in-area providers to route them to (a comma-separated NPI list)."""
-    dated = dated_months(demand)
-    latest = dated.agg(F.max("service_month").alias("service_month"))
+def routing_latest(demand: DataFrame, routing: DataFrame) -> DataFrame:
+    """``network_demand_by_zip`` and ``referral_routing`` -> the area x specialty cells that
+    leaked referrals in the latest month with leaks, with where to route them: the first
+    :data:`ROUTED_PROVIDERS` eligible NPIs by rank (comma-separated; null when none is eligible),
+    how many are eligible, and ``routing_reason`` (rank 1's reason, or why no provider is)."""
+    require_columns(demand, ("zip3", "specialty", "service_month", "referrals_leaked"), "network_demand_by_zip")
+    require_columns(routing, ("zip3", "specialty", "rank", "npi", "eligible_providers", "reason"), "referral_routing")
+    # The latest month with leaks, not the latest month: a partial last month (as_of early in
+    # it) has no referrals yet and would leave the table empty.
+    leaks = dated_months(demand).where(F.col("referrals_leaked") > 0)
+    latest = leaks.agg(F.max("service_month").alias("service_month"))
+    # rank 0 is a cell's only row when no provider is eligible: it carries no NPI, only the reason.
+    routed_npis = F.array_sort(F.collect_list(F.when(F.col("rank") >= 1, F.struct("rank", "npi"))))
+    routes = routing.where(F.col("rank") <= ROUTED_PROVIDERS).groupBy("zip3", "specialty").agg(
+        F.array_join(F.transform(routed_npis, lambda r: r["npi"]), ", ").alias("route_to"),
+        F.max("eligible_providers").alias("eligible_providers"),
+        F.min_by("reason", "rank").alias("routing_reason"),
+    )
+    leaked = (leaks.join(latest, "service_month", "left_semi")
+              .select("service_month", "zip3", "specialty", "referrals_requested", "referrals_leaked", "leakage_rate",
+                      "demand_capacity_ratio", "expand_network"))
     return plain_numbers(
-        dated.join(latest, "service_month", "left_semi")
-        .where(F.col("referrals_leaked") > 0)
+        leaked.join(routes, ["zip3", "specialty"], "left")
         .select(
             "service_month", "zip3", F.coalesce("specialty", F.lit("unknown")).alias("specialty"),
             "referrals_requested", "referrals_leaked", "leakage_rate", "demand_capacity_ratio", "expand_network",
-            F.array_join(F.slice("route_to", 1, 3), ", ").alias("route_to"),
+            F.coalesce("eligible_providers", F.lit(0)).alias("eligible_providers"),
+            F.when(F.col("route_to") != "", F.col("route_to")).alias("route_to"),
+            F.coalesce("routing_reason", F.lit(NOT_ROUTED)).alias("routing_reason"),
         )
     )
 

@@ -109,7 +109,8 @@ FRAMES: dict[str, Frame] = {
         ("curated.network_demand_by_zip",), lambda t, _: frames.demand_months(t["curated.network_demand_by_zip"])
     ),
     "routing_latest": Frame(
-        ("curated.network_demand_by_zip",), lambda t, _: frames.routing_latest(t["curated.network_demand_by_zip"])
+        ("curated.network_demand_by_zip", "curated.referral_routing"),
+        lambda t, _: frames.routing_latest(t["curated.network_demand_by_zip"], t["curated.referral_routing"]),
     ),
     "quarantine_by_rule": Frame(
         ("processed._quarantine",), lambda t, _: frames.quarantine_by_rule(t["processed._quarantine"])
@@ -272,10 +273,12 @@ DASHBOARDS: tuple[Dashboard, ...] = (
                       "demand_months", "bar", (Measure("cells_to_expand", "Cells over 90% of capacity"),), x="service_month", series="specialty"),
             )),
             Section("5. Routing", (
-                Chart("prov_routing", "Where to route leaked referrals (latest month)",
-                      "Areas and specialties whose referrals left the network, with the best-scoring in-area providers to send them to.",
+                Chart("prov_routing", "Where to route leaked referrals (latest month with leaks)",
+                      "Areas and specialties whose referrals left the network, with the eligible in-network providers to send them to "
+                      "(near, with headroom and volume), best routing score first, and why; or why no provider is eligible.",
                       "routing_latest", "table", (Measure("referrals_leaked", "Leaked referrals"),),
-                      columns=("zip3", "specialty", "referrals_requested", "referrals_leaked", "leakage_rate", "expand_network", "route_to"),
+                      columns=("zip3", "specialty", "referrals_requested", "referrals_leaked", "leakage_rate", "eligible_providers",
+                               "route_to", "routing_reason"),
                       top=15),
             )),
         ),

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from carelake.config import Config
+from carelake.dashboards.frames import NOT_ROUTED, ROUTED_PROVIDERS
 from carelake.dashboards.pages import DASHBOARDS, Chart, Measure
 from carelake.serve.access import role_policies
 
@@ -58,6 +59,19 @@ DATASETS: dict[str, str] = {
     "demand_months": (
         "SELECT *, CASE WHEN expand_network THEN 1 ELSE 0 END AS cells_to_expand FROM curated.network_demand_by_zip "
         "WHERE service_month <> 'unknown'"
+    ),
+    # The leaked cells of the latest month with leaks, with referral_routing's first ROUTED_PROVIDERS NPIs
+    # by rank (concat_ws skips a missing rank) and rank 1's reason, or rank 0's (none eligible).
+    "routing_latest": (
+        "SELECT d.service_month, d.zip3, coalesce(d.specialty, 'unknown') AS specialty, d.referrals_requested, d.referrals_leaked, "
+        "d.leakage_rate, d.demand_capacity_ratio, d.expand_network, coalesce(r.eligible_providers, 0) AS eligible_providers, "
+        "nullif(r.route_to, '') AS route_to, coalesce(r.routing_reason, '" + NOT_ROUTED + "') AS routing_reason "
+        "FROM curated.network_demand_by_zip d LEFT JOIN (SELECT zip3, specialty, concat_ws(', ', "
+        + ", ".join(f"max(CASE WHEN `rank` = {n} THEN npi END)" for n in range(1, ROUTED_PROVIDERS + 1))
+        + ") AS route_to, max(eligible_providers) AS eligible_providers, max(CASE WHEN `rank` <= 1 THEN reason END) AS routing_reason "
+        "FROM curated.referral_routing GROUP BY zip3, specialty) r ON d.zip3 = r.zip3 AND d.specialty = r.specialty "
+        "WHERE d.referrals_leaked > 0 AND d.service_month = "
+        "(SELECT max(service_month) FROM curated.network_demand_by_zip WHERE service_month <> 'unknown' AND referrals_leaked > 0)"
     ),
     "patient_mix": (
         "SELECT source_system AS hospital, sex, 1 AS patients, CASE WHEN high_risk THEN 1 ELSE 0 END AS high_risk_patients, "

@@ -23,11 +23,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from carelake.config import Config
+from carelake.delta.arrow import read_arrow
 from carelake.delta.errors import TableNotFoundError
-from carelake.delta.files import read_file
-from carelake.delta.log import add_actions, file_uri, open_table, table_exists
-from carelake.delta.storage import filesystem, rs_uri, storage_options
-from carelake.delta.types import arrow_schema_from_spark, spark_schema_from_delta
+from carelake.delta.log import open_table, table_exists
+from carelake.delta.storage import rs_uri, storage_options
 from carelake.serve.access import RolePolicy, role_policies, view_plan
 from carelake.serve.api.queries import routing_cells
 from carelake.storage import table_uri
@@ -53,16 +52,10 @@ class ServedTable:
 
 
 def read_table(uri: str, options: dict[str, str], version: int | None = None) -> ServedTable:
-    """The Delta table at ``uri`` (latest, or ``version``) as one Arrow table; partition
-    columns come from the log, columns added after a file was written are null in it."""
+    """The Delta table at ``uri`` (latest, or ``version``) as one Arrow table
+    (:func:`carelake.delta.arrow.read_arrow`)."""
     table = open_table(uri, options, version)
-    schema = arrow_schema_from_spark(spark_schema_from_delta(table.schema()))
-    parts = []
-    for entry in add_actions(table):
-        fs, path = filesystem(file_uri(uri, entry["path"]), options)
-        parts.append(read_file(fs, path, schema, entry["partition_values"]))
-    data = pa.concat_tables(parts) if parts else schema.empty_table()
-    return ServedTable(uri.rstrip("/").rsplit("/", 1)[-1], table.version(), data)
+    return ServedTable(uri.rstrip("/").rsplit("/", 1)[-1], table.version(), read_arrow(uri, options, table))
 
 
 def role_table(plan_policy: RolePolicy, table: pa.Table) -> pa.Table | None:
