@@ -103,11 +103,13 @@ def run_compact(spark: SparkSession, config: Config, tables: DeltaTables, run_id
     # Imported here: these packages import the model package.
     from carelake.ingest import INGEST_LOG_TABLE
     from carelake.process import BATCHES_TABLE, QUARANTINE_TABLE
+    from carelake.process.history import history_table
     from carelake.sources.canonical import ENTITIES
 
     summary = StageSummary("compact")
     uris = [table_uri(config, "raw", t) for t in (*ENTITIES, INGEST_LOG_TABLE)]
     uris += [table_uri(config, "processed", t) for t in (*ENTITIES, QUARANTINE_TABLE, BATCHES_TABLE)]
+    uris += [table_uri(config, "processed", t) for t in filter(None, map(history_table, ENTITIES))]
     summary.notes.extend(compact_tables(tables, uris))
     for uri in uris:
         if tables.exists(uri):

@@ -1,7 +1,10 @@
 """The model stage: processed tables -> SCD2 dimensions, ``dim_date`` and partitioned facts.
 
 Incremental: a processed row is new when its ``_batch_id`` is not yet in ``curated/_model_batches``
-(the batches the model has consumed, per entity). Only new rows are modelled; the consumed
+(the batches the model has consumed, per entity). The dimensions read every version of a batch
+from ``processed/providers_history`` and ``processed/patients_history`` (each state a source
+file stated), not only the latest row per key, so their SCD2 history follows the sources'
+``updated_at`` however the files were grouped into batches. Only new rows are modelled; the consumed
 batches are logged last, so a run that fails half-way is redone whole next time — every write
 here is idempotent (SCD2 re-plans to nothing, fact partitions are replaced with the same rows).
 A run with no new batches writes nothing.
@@ -50,6 +53,7 @@ from carelake.model.persons import (
 )
 from carelake.privacy import coarsen_dates, date_grain, resolve_token_key, tokenise_patient_key
 from carelake.privacy.restricted import MATCHING_TABLES
+from carelake.process.history import history_table
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
 from carelake.storage import table_uri
@@ -165,7 +169,7 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
             summary.notes.append(f"{entity}: no processed table at {uri} yet")
             continue
         # Pin one version so the batches listed and the rows read agree.
-        full[entity] = tokenise_patient_key(tables.read(uri, version=tables.version(uri)), token_key)
+        full[entity] = tokenise_patient_key(_with_history(tables, config, entity, tables.read(uri, version=tables.version(uri))), token_key)
     new_batches = _new_batches(full, consumed)
     relinked = _sync_persons(spark, config, tables, token_key, summary, meta)
     new: dict[str, DataFrame] = {}
@@ -226,6 +230,19 @@ def run_model(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     summary.tables[log_uri] = result.version
     summary.notes.insert(0, f"{len(new_batches)} new processed batch(es) modelled")
     return summary.finish()
+
+
+def _with_history(tables: DeltaTables, config: Config, entity: str, latest: DataFrame) -> DataFrame:
+    """A dimension's input rows: the latest processed rows and every version of the entity's
+    history table (:mod:`carelake.process.history`), so the SCD2 plan sees each state a batch
+    carried, not only its last. The latest rows are versions of the history too (the planner
+    drops the repeats); they are read as well so that tables processed before the history
+    table existed still model. Other entities: ``latest`` unchanged."""
+    history = history_table(entity)
+    uri = table_uri(config, "processed", history) if history else None
+    if uri is None or not tables.exists(uri):
+        return latest
+    return latest.unionByName(tables.read(uri, version=tables.version(uri)).select(*latest.columns))
 
 
 def _sync_persons(

@@ -17,6 +17,7 @@ from carelake.config import Config
 from carelake.delta import CommitResult, DeltaTables, MergeSpec, Rows
 from carelake.ingest.stage import INGEST_LOG_TABLE
 from carelake.privacy.restricted import restricted_table
+from carelake.process.history import history_table
 from carelake.process.stage import BATCHES_TABLE, QUARANTINE_TABLE
 from carelake.sources.canonical import BUSINESS_KEYS, ENTITIES
 from carelake.storage import table_uri
@@ -75,7 +76,8 @@ def _rollback_processed(tables: DeltaTables, uri: str, entity: str, batch_id: st
 
 
 def rollback_batch(spark: SparkSession, config: Config, tables: DeltaTables, batch_id: str) -> dict:
-    """Remove batch ``batch_id`` from raw, processed, quarantine, ``_batches`` and the ingest log.
+    """Remove batch ``batch_id`` from raw, processed (the history tables too), quarantine,
+    ``_batches`` and the ingest log.
 
     Processed rows the batch had updated get back the version they had before its merge (read
     from Delta history, so it must not have been vacuumed). Returns ``{table uri: {rows_deleted,
@@ -95,6 +97,8 @@ def rollback_batch(spark: SparkSession, config: Config, tables: DeltaTables, bat
     # raw also holds entities that only feed others (a FHIR source's Conditions, PractitionerRoles)
     raw_entities = dict.fromkeys([*ENTITIES, *(e for s in config.sources.values() for e in s.entities)])
     deletes = [(table_uri(config, "raw", e), Rows.where(_batch_id=[batch_id])) for e in raw_entities]
+    # A history row is a file's own version (keyed by file): deleting the batch's rows undoes it.
+    deletes += [(table_uri(config, "processed", t), Rows.where(_batch_id=[batch_id])) for t in filter(None, map(history_table, ENTITIES))]
     deletes += [
         (table_uri(config, "processed", QUARANTINE_TABLE), Rows.where(batch_id=[batch_id])),
         (table_uri(config, "processed", BATCHES_TABLE), Rows.where(batch_id=[batch_id])),

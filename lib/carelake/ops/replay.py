@@ -18,6 +18,7 @@ from carelake.delta import DeltaTables, Rows
 from carelake.ingest.fhir_replay import replay_resources
 from carelake.privacy.restricted import restricted_table
 from carelake.process import run_process
+from carelake.process.history import history_table
 from carelake.process.stage import BATCHES_TABLE
 from carelake.quality.rules import ENTITY_ORDER
 from carelake.run.summary import StageSummary
@@ -57,7 +58,7 @@ def replay_entity(spark: SparkSession, config: Config, tables: DeltaTables, sour
         batches = sorted(r["_batch_id"] for r in tables.read(raw_uri).where(F.col("_source_system") == source)
                          .select("_batch_id").distinct().collect())
         # Taken out first: a row the new mapping quarantines must not stay in processed.
-        for table in filter(None, (name, restricted_table(name))):
+        for table in filter(None, (name, restricted_table(name), history_table(name))):
             if tables.exists(table_uri(config, "processed", table)):
                 tables.delete(table_uri(config, "processed", table), Rows.where(_source_system=[source]))
         if batches and tables.exists(batches_uri):

@@ -6,7 +6,9 @@ rules (against the processed tables, which by then hold this run's valid rows of
 referenced), quarantine failing rows, drop duplicates, validate the result with the entity's
 Great Expectations suite, merge it by business key, then record the batches as processed.
 
-Tables written: ``processed/<entity>`` (merge), ``processed/_quarantine`` (append),
+Tables written: ``processed/<entity>`` (merge), ``processed/<entity>_history`` for the entities
+behind a dimension (merge: the row each source file states per key, :mod:`carelake.process.history`),
+``processed/_quarantine`` (append),
 ``processed/_batches`` (append: entity, batch_id, rows, run_id, processed_at). GX results go
 to ``<root>/_runs/<run_id>/gx/<entity>.json`` and data docs to ``<root>/_quality/data_docs``.
 
@@ -34,6 +36,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType, Tim
 from carelake.config import Config, SourceSystem
 from carelake.delta import DeltaTables, MergeSpec, Rows
 from carelake.privacy.restricted import restricted_table, split_identifiers
+from carelake.process.history import file_versions, history_keys, history_table
 from carelake.quality.quarantine import (
     DUPLICATE,
     failed_rows,
@@ -169,6 +172,9 @@ def _process_entity(
             failed |= not _validate(suites, kept, entity, config, run_id, summary)
         # A late, older record of a key never overwrites the newer one already stored.
         spec = MergeSpec(BUSINESS_KEYS[entity], update_if_newer="updated_at" if "updated_at" in kept.columns else None)
+        history = history_table(entity)
+        if history is not None:
+            _merge_history(tables, config, marked, entity, history, metadata, summary)
         kept, identifiers = split_identifiers(kept, entity)
         if identifiers is not None:
             # Direct identifiers go to their restricted table first: a crash between the two
@@ -194,6 +200,18 @@ def _process_entity(
     marked.unpersist()
     checked.unpersist()
     return failed
+
+
+def _merge_history(
+    tables: DeltaTables, config: Config, marked: DataFrame, entity: str, table: str, metadata: dict[str, str], summary: StageSummary,
+) -> None:
+    """Merge the row each source file states per key (of the valid rows, superseded ones
+    included) into ``processed/<table>``, without direct identifiers; note how many versions."""
+    versions, _ = split_identifiers(file_versions(canonical_columns(marked, entity), entity), entity)
+    versions = versions.localCheckpoint(eager=True)  # counted, then merged: computed once
+    uri = table_uri(config, "processed", table)
+    summary.tables[uri] = tables.merge(versions, uri, MergeSpec(history_keys(entity)), commit_metadata=metadata).version
+    summary.notes.append(f"{entity}: {versions.count()} version(s) by source file kept in {table}")
 
 
 def _tally(marked: DataFrame, bad: DataFrame) -> tuple[Counter, Counter, int]:
