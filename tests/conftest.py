@@ -14,6 +14,12 @@ from carelake.spark import build_session
 
 REPO = Path(__file__).resolve().parents[1]
 
+# An xdist worker's main module is execnet's `python -c` bootstrap (no __spec__, no __file__),
+# which pyspark.sql.connect takes for a doctest run: without grpc it then calls sys.exit(0) when
+# Great Expectations imports it. Marking the worker as interactive keeps that check from firing.
+if os.environ.get("PYTEST_XDIST_WORKER") and not hasattr(sys, "ps1"):
+    sys.ps1 = ">>> "
+
 TEST_SPARK_CONF = {
     "spark.sql.shuffle.partitions": "2",
     # Adaptive execution runs each shuffle stage as a job of its own: on the suite's tiny tables
