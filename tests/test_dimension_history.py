@@ -9,8 +9,6 @@ valid on its admit date.
 
 from __future__ import annotations
 
-import csv
-import io
 from datetime import datetime
 
 import pytest
@@ -23,6 +21,7 @@ from carelake.model import run_model
 from carelake.process import run_process
 from carelake.process.history import file_versions
 from carelake.storage import table_uri
+from tests.test_process_stage import land_raw
 
 TOKEN_KEY = "0123456789abcdef" * 4  # one key for both lakehouses: their patient tokens must agree
 OPEN = datetime(9999, 12, 31)
@@ -59,24 +58,13 @@ FILES = [
 ]
 
 
-def land(spark, tables, config: Config, entity: str, tag: str, text: str, batch_id: str) -> None:
-    """Append one hospital_a CSV file to ``raw/<entity>`` as ingest writes it: strings plus lineage."""
-    rows = list(csv.DictReader(io.StringIO(text)))
-    columns = list(rows[0])
-    meta = ("hospital_a", f"file:///landing/hospital_a/{entity}/{tag}.csv", datetime(2024, 9, 1), batch_id, "h", None)
-    ddl = ", ".join(f"{c} string" for c in columns) + (
-        ", _source_system string, _source_file string, _ingested_at timestamp, _batch_id string, _row_hash string, _corrupt_record string"
-    )
-    frame = spark.createDataFrame([tuple(r[c] for c in columns) + meta for r in rows], ddl)
-    tables.write(frame, table_uri(config, "raw", entity), mode="append", schema_mode="merge")
-
-
 def load(spark, config: Config, runs: list[list[tuple[str, str, str]]]) -> None:
     """Process and model each group of files as one batch, one run per group."""
     tables = open_tables(spark, config)
     for n, files in enumerate(runs):
         for tag, entity, text in files:
-            land(spark, tables, config, entity, tag, text, f"b{n}")
+            land_raw(spark, tables, config, entity, text, f"b{n}", file=f"hospital_a/{entity}/{tag}",
+                     ingested_at=datetime(2024, 9, 1))
         assert run_process(spark, config, tables, f"process-{n}").status == "ok"
         assert run_model(spark, config, tables, f"model-{n}").status == "ok"
 

@@ -42,11 +42,13 @@ MORE_ENCOUNTERS = HEADER + (
 )
 
 
-def land_raw(spark, tables, config: Config, entity: str, text: str, batch_id: str) -> None:
-    """Append CSV ``text`` of hospital_a to ``raw/<entity>`` as the raw contract has it: strings plus metadata."""
+def land_raw(spark, tables, config: Config, entity: str, text: str, batch_id: str, file: str | None = None,
+             ingested_at: datetime = datetime(2024, 6, 1)) -> None:
+    """Append CSV ``text`` of hospital_a to ``raw/<entity>`` as the raw contract has it: strings plus
+    metadata, from landing file ``file`` (default ``<entity>/<batch_id>``)."""
     rows = list(csv.DictReader(io.StringIO(text)))
     columns = list(rows[0])
-    meta = ("hospital_a", f"file:///landing/{entity}/{batch_id}.csv", datetime(2024, 6, 1), batch_id, "h", None)
+    meta = ("hospital_a", f"file:///landing/{file or f'{entity}/{batch_id}'}.csv", ingested_at, batch_id, "h", None)
     ddl = ", ".join(f"{c} string" for c in columns) + (
         ", _source_system string, _source_file string, _ingested_at timestamp, _batch_id string, _row_hash string, _corrupt_record string"
     )
