@@ -20,6 +20,15 @@ MONTHS = ("2024-11", "2024-12")
 ENCOUNTERS = {"hospital_a": (10, 20), "hospital_b": (30, 40)}
 PAID = {"hospital_a": (100.0, 200.0), "hospital_b": (300.0, 400.0)}
 AS_OF = date(2024, 12, 31)
+# Leaked referrals per area, specialty and month, for the routing frame and dataset tests.
+LEAK_ROWS = [
+    ("100", "cardiology", "2024-11", 4, 3, 0.75, 1.0, True), ("100", "cardiology", "2024-12", 4, 1, 0.25, 1.2, True),
+    ("200", "oncology", "2024-12", 2, 2, 1.0, 0.5, False), ("300", "oncology", "2024-12", 5, 0, 0.0, 0.5, False),
+    ("400", "urology", "2024-12", 3, 1, 0.33, 0.9, False), ("500", "oncology", "unknown", 9, 9, 1.0, 1.0, True),
+    ("100", "cardiology", "2025-01", 0, 0, None, 0.1, False),  # a partial last month: no referrals yet
+]
+LEAK_SCHEMA = ("zip3 string, specialty string, service_month string, referrals_requested long, referrals_leaked long, "
+               "leakage_rate double, demand_capacity_ratio double, expand_network boolean")
 ROUTE_TO = ("1000000003", "1000000001", "1000000004")  # referral_routing ranks 1-3 for zip 100 cardiology
 
 

@@ -17,7 +17,14 @@ from carelake.dashboards.browser import browser_context, check_page, missing_bro
 from carelake.dashboards.pages import DASHBOARDS, FRAMES
 from carelake.delta import open_tables
 from carelake.run import EntityCounts, RunSummary, StageSummary
-from tests.dashboard_tables import ENCOUNTERS, PAID, ROUTE_TO, write_dashboard_tables
+from tests.dashboard_tables import (
+    ENCOUNTERS,
+    LEAK_ROWS,
+    LEAK_SCHEMA,
+    PAID,
+    ROUTE_TO,
+    write_dashboard_tables,
+)
 
 
 def test_specialty_months_weights_rates_by_encounters(spark) -> None:
@@ -63,14 +70,7 @@ def test_patient_mix_bands_ages_at_the_report_date(spark) -> None:
 
 def test_routing_latest_routes_the_latest_leaks_by_referral_routing_rank(spark) -> None:
     # No route_to column in the demand rows: the routes must come from referral_routing.
-    demand = spark.createDataFrame(
-        [("100", "cardiology", "2024-11", 4, 3, 0.75, 1.0, True), ("100", "cardiology", "2024-12", 4, 1, 0.25, 1.2, True),
-         ("200", "oncology", "2024-12", 2, 2, 1.0, 0.5, False), ("300", "oncology", "2024-12", 5, 0, 0.0, 0.5, False),
-         ("400", "urology", "2024-12", 3, 1, 0.33, 0.9, False), ("500", "oncology", "unknown", 9, 9, 1.0, 1.0, True),
-             ("100", "cardiology", "2025-01", 0, 0, None, 0.1, False)],  # a partial last month: no referrals yet
-        "zip3 string, specialty string, service_month string, referrals_requested long, referrals_leaked long, "
-        "leakage_rate double, demand_capacity_ratio double, expand_network boolean",
-    )
+    demand = spark.createDataFrame(LEAK_ROWS, LEAK_SCHEMA)
     # Ranks out of NPI order and out of row order; a cell with no eligible provider has one rank 0 row.
     routing = spark.createDataFrame(
         [("100", "cardiology", 3, "n1", 4, "third"), ("100", "cardiology", 1, "n9", 4, "best: quality O/E 0.80"),

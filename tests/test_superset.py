@@ -25,7 +25,7 @@ from carelake.dashboards.superset import (
 )
 from carelake.delta import open_tables
 from tests.conftest import REPO
-from tests.dashboard_tables import ENCOUNTERS, write_dashboard_tables
+from tests.dashboard_tables import ENCOUNTERS, LEAK_ROWS, LEAK_SCHEMA, write_dashboard_tables
 
 SUPERSET = missing_superset_reason()
 needs_superset = pytest.mark.skipif(SUPERSET is not None, reason=f"Superset tests: {SUPERSET}")
@@ -53,14 +53,7 @@ def test_the_routing_dataset_routes_by_referral_routing_rank(spark) -> None:
     """The Superset routing dataset's SQL, run by Spark over views standing in for the served
     tables: the latest month's leaked cells, routed to referral_routing's ranks 1-3 in order."""
     views = {
-        "network_demand_by_zip": spark.createDataFrame(
-            [("100", "cardiology", "2024-11", 4, 3, 0.75, 1.0, True), ("100", "cardiology", "2024-12", 4, 1, 0.25, 1.2, True),
-             ("200", "oncology", "2024-12", 2, 2, 1.0, 0.5, False), ("300", "oncology", "2024-12", 5, 0, 0.0, 0.5, False),
-             ("400", "urology", "2024-12", 3, 1, 0.33, 0.9, False), ("500", "oncology", "unknown", 9, 9, 1.0, 1.0, True),
-             ("100", "cardiology", "2025-01", 0, 0, None, 0.1, False)],  # a partial last month: no referrals yet
-            "zip3 string, specialty string, service_month string, referrals_requested long, referrals_leaked long, "
-            "leakage_rate double, demand_capacity_ratio double, expand_network boolean",
-        ),
+        "network_demand_by_zip": spark.createDataFrame(LEAK_ROWS, LEAK_SCHEMA),
         "referral_routing": spark.createDataFrame(
             [("100", "cardiology", 3, "n1", 4, "third"), ("100", "cardiology", 1, "n9", 4, "best"),
              ("100", "cardiology", 4, "n0", 4, "fourth"), ("100", "cardiology", 2, "n5", 4, "second"),
