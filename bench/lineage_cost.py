@@ -20,17 +20,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pipeline import DEFECT_RATE, _load1, _stage_seconds, _timed, pipeline_env  # noqa: E402
+from bench.probe import CpuSampler  # noqa: E402
 from bench.run import alternated  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,45 +38,6 @@ ARMS: dict[str, dict[str, str]] = {
     "off": {"CARELAKE_LINEAGE__ENABLED": "false"},
     "listener-off": {"CARELAKE_LINEAGE__ENABLED": "true", "CARELAKE_LINEAGE__SPARK": "false"},
 }
-
-
-class CpuSampler:
-    """CPU seconds (user + system) of a process and every descendant, sampled every ``interval_s``
-    in a thread: each process counts with its last sample, so a process that ends loses at most
-    one interval. On a loaded machine CPU time moves much less than wall time."""
-
-    def __init__(self, pid: int, interval_s: float = 1.0) -> None:
-        self._root = psutil.Process(pid)
-        self._seen: dict[int, float] = {}
-        self._stop = threading.Event()
-        self._interval = interval_s
-        self._thread = threading.Thread(target=self._loop, name="cpu-sampler", daemon=True)
-
-    def __enter__(self) -> CpuSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def seconds(self) -> float:
-        return round(sum(self._seen.values()), 1)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                procs = [self._root, *self._root.children(recursive=True)]
-            except psutil.Error:
-                procs = []
-            for proc in procs:
-                try:
-                    times = proc.cpu_times()
-                except psutil.Error:
-                    continue
-                self._seen[proc.pid] = max(self._seen.get(proc.pid, 0.0), times.user + times.system)
-            self._stop.wait(self._interval)
 
 
 def _run_timed(command: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:

@@ -18,26 +18,67 @@ def _is_java(proc: psutil.Process) -> bool:
         return False
 
 
-class MemorySampler:
-    """Samples, every ``interval_s`` in a thread, the RSS of the driver (the Python process
-    ``pid``, default this one, plus the Spark JVM it launched) and the summed RSS of the Python
-    workers (the JVM's Python children); :meth:`reset` starts a new peak, e.g. per stage."""
+class ThreadSampler:
+    """Calls :meth:`sample` every ``interval_s`` in a thread while used as a context manager."""
 
-    def __init__(self, interval_s: float = 0.25, pid: int | None = None) -> None:
+    def __init__(self, interval_s: float, name: str) -> None:
         self.interval_s = interval_s
-        self.peak_driver = 0
-        self.peak_workers = 0
-        self._me = psutil.Process(pid or os.getpid())
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
-    def __enter__(self) -> MemorySampler:
+    def __enter__(self):
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    def sample(self) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.sample()
+
+
+class CpuSampler(ThreadSampler):
+    """CPU seconds (user + system) of process ``pid`` and every descendant: each process counts
+    with its last sample, so a process that ends loses at most one interval. On a loaded machine
+    CPU time moves much less than wall time."""
+
+    def __init__(self, pid: int, interval_s: float = 1.0) -> None:
+        super().__init__(interval_s, "cpu-sampler")
+        self._root = psutil.Process(pid)
+        self._seen: dict[int, float] = {}
+
+    @property
+    def seconds(self) -> float:
+        return round(sum(self._seen.values()), 1)
+
+    def sample(self) -> None:
+        try:
+            procs = [self._root, *self._root.children(recursive=True)]
+        except psutil.Error:
+            procs = []
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            self._seen[proc.pid] = max(self._seen.get(proc.pid, 0.0), times.user + times.system)
+
+
+class MemorySampler(ThreadSampler):
+    """Samples, every ``interval_s`` in a thread, the RSS of the driver (the Python process
+    ``pid``, default this one, plus the Spark JVM it launched) and the summed RSS of the Python
+    workers (the JVM's Python children); :meth:`reset` starts a new peak, e.g. per stage."""
+
+    def __init__(self, interval_s: float = 0.25, pid: int | None = None) -> None:
+        super().__init__(interval_s, "rss-sampler")
+        self.peak_driver = 0
+        self.peak_workers = 0
+        self._me = psutil.Process(pid or os.getpid())
 
     def reset(self) -> None:
         self.sample()
@@ -69,9 +110,6 @@ class MemorySampler:
         except psutil.Error:
             return 0  # the process ended between listing and reading it
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            self.sample()
 
 
 def _parents(proc: psutil.Process) -> list[psutil.Process]:
