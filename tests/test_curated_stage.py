@@ -26,10 +26,10 @@ FACTS = {"fact_encounter": ("encounters", "npi"), "fact_procedure": ("procedures
 
 def bucketed(df: DataFrame, npi_col: str) -> DataFrame:
     """The hand-made rows as the model stage writes them: bucketed, with the discharge date and
-    record time (filed the day after discharge / service) of the real facts."""
+    record time (filed the day after discharge / service / referral) of the real facts."""
     if "length_of_stay_days" in df.columns and "discharge_date" not in df.columns:
         df = df.withColumn("discharge_date", F.date_add("admit_date", F.col("length_of_stay_days")))
-    event = next((c for c in ("discharge_date", "service_date") if c in df.columns), None)
+    event = next((c for c in ("discharge_date", "service_date", "referral_date") if c in df.columns), None)
     if event and "updated_at" not in df.columns:
         df = df.withColumn("updated_at", F.date_add(event, 1).cast("timestamp"))
     return df.withColumn("npi_bucket", F.pmod(F.xxhash64(npi_col), F.lit(4)).cast("int"))
