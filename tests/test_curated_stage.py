@@ -114,17 +114,17 @@ def test_first_run_rerun_and_incremental(spark: SparkSession, config: Config) ->
 
 def test_tables_written_by_an_earlier_version_are_rebuilt_with_their_new_columns(spark: SparkSession, config: Config) -> None:
     from carelake.curated.dictionary import TABLES
-    from carelake.curated.stage import _tables_missing_columns, sync_table
+    from carelake.curated.sync import sync_table, tables_missing_columns
     from carelake.run import StageSummary
 
     tables = open_tables(spark, config)
-    assert _tables_missing_columns(config, tables) == []  # nothing written yet
+    assert tables_missing_columns(config, tables) == []  # nothing written yet
     uri = table_uri(config, "curated", "network_adequacy")
     declared = list(TABLES["network_adequacy"][1])
     every = spark.createDataFrame([tuple("x" for _ in declared)], ", ".join(f"{c} string" for c in declared))
     tables.write(every.drop("completion_days_p50"), uri)
-    assert _tables_missing_columns(config, tables) == ["network_adequacy"]
+    assert tables_missing_columns(config, tables) == ["network_adequacy"]
     # The full rebuild that follows adds the column to the stored table.
     sync_table(tables, uri, every, TABLE_KEYS["network_adequacy"], None, True, StageSummary("aggregates"), "network_adequacy", {})
-    assert _tables_missing_columns(config, tables) == []
+    assert tables_missing_columns(config, tables) == []
     assert tables.read(uri).select("completion_days_p50").collect()[0][0] == "x"

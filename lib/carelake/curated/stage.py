@@ -12,9 +12,9 @@ Incremental: ``curated/_aggregate_state`` records the version of every input con
   rows, and the months of changed facts. Fresh rows are compared with the stored ones and only
   rows that differ are merged; rows that vanished from a recomputed scope are deleted.
 
-Changed fact rows are found without scanning whole facts: the data files added or removed since
-the consumed version name the (``service_month``, ``npi_bucket``) partitions that changed, and
-only those partitions are compared between the two versions.
+Where each part lives: what changed since the consumed versions in :mod:`carelake.curated.changes`,
+the consumed versions and ``as_of`` in :mod:`carelake.curated.state`, writing a table's fresh
+rows in :mod:`carelake.curated.sync`, the measures in their own modules; this module wires them.
 
 ``as_of`` is ``curated.as_of`` from the config when set, else the latest event date in the facts
 (capped at today, so a mistyped future date cannot move every window).
@@ -23,18 +23,16 @@ only those partitions are compared between the two versions.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from functools import reduce
 from typing import TYPE_CHECKING
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
 
 from carelake.config import Config
 from carelake.curated import kpi
 from carelake.curated.adequacy import AdequacySettings, network_adequacy, read_area_population
+from carelake.curated.changes import FACT_EVENT_DATES, changes_since
 from carelake.curated.demand import network_demand_by_zip
 from carelake.curated.features import provider_features
 from carelake.curated.forecast import demand_forecast
@@ -43,11 +41,10 @@ from carelake.curated.patients import patient_summary
 from carelake.curated.persons import PERSONS_SCHEMA, person_scope
 from carelake.curated.procedures import provider_procedure_stats
 from carelake.curated.routing import RoutingSettings, referral_routing, routing_distances
-from carelake.delta import MergeSpec, Rows
-from carelake.delta.log import open_table
-from carelake.delta.storage import rs_uri, storage_options
+from carelake.curated.state import STATE_TABLE, latest_event_date, read_state, write_state
+from carelake.curated.sync import sync_table, tables_missing_columns
 from carelake.generate.reference import AREA_POPULATION_PATH
-from carelake.model.persons import ENTERPRISE_TOKEN, ENTERPRISE_TOKENS_TABLE
+from carelake.model.persons import ENTERPRISE_TOKENS_TABLE
 from carelake.privacy import tokenise_patient_key
 from carelake.run import StageSummary
 from carelake.sources.canonical import canonical_schema
@@ -58,31 +55,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATE_TABLE = "_aggregate_state"
-STATE_SCHEMA = StructType(
-    [
-        StructField("input", StringType()),
-        StructField("version", LongType()),
-        StructField("as_of", DateType()),
-        StructField("run_id", StringType()),
-        StructField("recorded_at", TimestampType()),
-    ]
-)
-FACT_EVENT_DATES = {
-    "fact_encounter": "admit_date", "fact_procedure": "procedure_date",
-    "fact_claim": "service_date", "fact_referral": "referral_date",
-}
-# Columns of a changed input row that say which NPIs / patients / months it touches.
-TOUCHES = {
-    "fact_encounter": (("npi",), ("patient_token",)),
-    "fact_procedure": (("npi",), ("patient_token",)),
-    "fact_claim": (("npi",), ("patient_token",)),
-    "fact_referral": (("referring_npi", "referred_to_npi"), ("patient_token",)),
-    "dim_provider": (("npi",), ()),
-    "dim_patient": ((), ("patient_token",)),
-    "crm_activity": (("npi",), ()),
-    ENTERPRISE_TOKENS_TABLE: ((), ("patient_token",)),
-}
 TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "provider_features": ("npi",),
     "provider_outcomes": ("npi", "as_of"),
@@ -98,104 +70,11 @@ TABLE_KEYS: dict[str, tuple[str, ...]] = {
     "kpi_hospital": ("hospital", "department", "service_month"),
     "kpi_executive": ("service_month",),
 }
-UNKNOWN_KEY = "unknown"
-
-
-@dataclass
-class Changes:
-    """What changed since the consumed versions: NPIs, patients and fact months touched."""
-
-    npis: DataFrame
-    patients: DataFrame
-    months: list[str]
-    provider_npis: DataFrame  # NPIs whose dim_provider rows changed (their patients' zip3 fallback moves)
-    persons: DataFrame  # enterprise tokens a record joined or left (every record of those people moves)
-
-
 def _input_uris(config: Config) -> dict[str, str]:
     uris = {name: table_uri(config, "curated", name)
             for name in (*FACT_EVENT_DATES, "dim_provider", "dim_patient", ENTERPRISE_TOKENS_TABLE)}
     uris["crm_activity"] = table_uri(config, "processed", "crm_activity")
     return uris
-
-
-def _read_state(tables: DeltaTables, uri: str) -> tuple[dict[str, int], date | None]:
-    if not tables.exists(uri):
-        return {}, None
-    rows = tables.read(uri).collect()
-    return {r["input"]: r["version"] for r in rows}, (rows[0]["as_of"] if rows else None)
-
-
-def _latest_event_date(tables: DeltaTables, uris: dict[str, str], versions: dict[str, int], today: date) -> date | None:
-    """The latest event date on/before ``today`` in the facts, reading only each fact's latest
-    month partition that is not in the future."""
-    this_month = today.strftime("%Y-%m")
-    latest: list[DataFrame] = []
-    for fact, column in FACT_EVENT_DATES.items():
-        if fact not in versions:
-            continue
-        months = {
-            f["partition_values"].get("service_month") for f in tables.files(uris[fact], version=versions[fact])
-        }
-        past = sorted(m for m in months if m and m != "unknown" and m <= this_month)
-        if not past:
-            continue
-        latest.append(
-            tables.read(uris[fact], version=versions[fact])
-            .where((F.col("service_month") == past[-1]) & (F.col(column) <= F.lit(today)))
-            .agg(F.max(column).alias("latest"))
-        )
-    if not latest:
-        return None
-    # One query for all facts: a query each cost its own jobs.
-    return reduce(DataFrame.unionByName, latest).agg(F.max("latest")).collect()[0][0]
-
-
-def _changed_rows(tables: DeltaTables, uri: str, before: int, after: int) -> DataFrame:
-    """Rows in version ``after`` and not ``before`` or the reverse: new, changed and removed rows.
-
-    Partitioned tables compare only the partitions whose data files differ."""
-    old_files = {f["path"]: f["partition_values"] for f in tables.files(uri, version=before)}
-    new_files = {f["path"]: f["partition_values"] for f in tables.files(uri, version=after)}
-    old, new = tables.read(uri, version=before), tables.read(uri, version=after)
-    differing = [values for path, values in {**old_files, **new_files}.items() if (path in old_files) != (path in new_files)]
-    if differing and all(differing):
-        predicate = reduce(
-            lambda a, b: a | b,
-            [reduce(lambda x, y: x & y, [F.col(k).eqNullSafe(F.lit(v)) for k, v in values.items()]) for values in differing],
-        )
-        old, new = old.where(predicate), new.where(predicate)
-    return new.subtract(old).unionByName(old.subtract(new))
-
-
-def _changes(spark: SparkSession, tables: DeltaTables, uris: dict[str, str], consumed: dict[str, int], versions: dict[str, int]) -> Changes:
-    empty_npis = spark.createDataFrame([], "npi string")
-    npis, patients, months, provider_npis = [empty_npis], [spark.createDataFrame([], "patient_token string")], set(), empty_npis
-    persons = spark.createDataFrame([], f"{ENTERPRISE_TOKEN} string")
-    for name, version in versions.items():
-        if consumed.get(name) == version:
-            continue
-        rows = (
-            _changed_rows(tables, uris[name], consumed[name], version)
-            if name in consumed
-            else tables.read(uris[name], version=version)
-        ).localCheckpoint(eager=True)  # used for several key sets below
-        npi_cols, patient_cols = TOUCHES[name]
-        npis.extend(rows.select(F.col(c).alias("npi")) for c in npi_cols)
-        patients.extend(rows.select(F.col(c).alias("patient_token")) for c in patient_cols)
-        if name in FACT_EVENT_DATES:
-            months.update(r[0] for r in rows.select("service_month").distinct().collect())
-        if name == "dim_provider":
-            provider_npis = rows.select("npi")
-        if name == ENTERPRISE_TOKENS_TABLE:  # old and new rows: the person left and the one joined
-            persons = rows.select(ENTERPRISE_TOKEN)
-    return Changes(_distinct_keys(npis), _distinct_keys(patients), sorted(months), provider_npis.distinct(),
-                   _distinct_keys([persons]))
-
-
-def _distinct_keys(frames: list[DataFrame]) -> DataFrame:
-    column = frames[0].columns[0]
-    return reduce(DataFrame.unionByName, frames).where(F.col(column).isNotNull()).distinct()
 
 
 def _empty_inputs(spark: SparkSession, buckets: int) -> dict[str, DataFrame]:
@@ -227,68 +106,6 @@ def _empty_inputs(spark: SparkSession, buckets: int) -> dict[str, DataFrame]:
     }
 
 
-def _with_full_keys(df: DataFrame, keys: tuple[str, ...]) -> DataFrame:
-    """Null string keys read ``unknown``: a null key never matches in a merge and would be
-    inserted again on every run."""
-    string_keys = {f.name for f in df.schema.fields if f.name in keys and isinstance(f.dataType, StringType)}
-    return df.select(*[F.coalesce(F.col(c), F.lit(UNKNOWN_KEY)).alias(c) if c in string_keys else c for c in df.columns])
-
-
-def _tables_missing_columns(config: Config, tables: DeltaTables) -> list[str]:
-    """The curated tables written by an earlier version that lack a column this one declares
-    (carelake.curated.dictionary): an incremental merge cannot add it, a full rebuild does.
-    Read from the Delta logs (no Spark job)."""
-    from carelake.curated.dictionary import TABLES  # it imports this module
-
-    options = storage_options(config)
-    behind = []
-    for name, (_, columns) in TABLES.items():
-        uri = table_uri(config, "curated", name)
-        if tables.exists(uri):
-            stored = {field.name for field in open_table(rs_uri(uri), options).schema().fields}
-            if set(columns) - stored:
-                behind.append(name)
-    return behind
-
-
-def sync_table(
-    tables: DeltaTables, uri: str, fresh: DataFrame, keys: tuple[str, ...], scope: DataFrame | None,
-    full: bool, summary: StageSummary, name: str, meta: dict[str, str],
-) -> None:
-    """Bring table ``uri`` in line with ``fresh``, the recomputed rows of ``scope``.
-
-    ``full`` (or no table yet): overwrite with ``fresh``. Else merge by ``keys`` only the fresh
-    rows that differ from the stored ones, and delete stored rows of ``scope`` (the key columns of
-    ``scope``; None = the whole table) that ``fresh`` no longer has. Records the counts."""
-    fresh = _with_full_keys(fresh, keys).localCheckpoint(eager=True)
-    counts = summary.counts(name)
-    if full or not tables.exists(uri):
-        # schema merge: a column added since the table was written joins it
-        result = tables.write(fresh, uri, mode="overwrite", commit_metadata=meta, schema_mode="merge")
-        # The commit's own row count, when the engine reports it, saves a count of the rows.
-        rows = result.rows_inserted if result.rows_inserted is not None else fresh.count()
-        counts.rows_in = counts.rows_valid = counts.rows_written = rows
-        counts.delta_version = summary.tables[uri] = result.version
-        return
-    counts.rows_in = counts.rows_valid = fresh.count()
-    stored = tables.read(uri)
-    if scope is not None:
-        stored = stored.join(scope, scope.columns, "left_semi")
-    changed = fresh.subtract(stored.select(*fresh.columns)).localCheckpoint(eager=True)
-    vanished = stored.select(*keys).subtract(fresh.select(*keys)).collect()
-    written = 0
-    if not changed.isEmpty():
-        result = tables.merge(changed, uri, MergeSpec(keys), commit_metadata=meta)
-        written += (result.rows_inserted or 0) + (result.rows_updated or 0)
-        summary.tables[uri] = result.version
-    if vanished:
-        result = tables.delete(uri, Rows.keys(keys, vanished))
-        written += result.rows_deleted or 0
-        summary.tables[uri] = result.version
-    counts.rows_written = written
-    counts.delta_version = tables.version(uri)
-
-
 def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str) -> StageSummary:
     """Rebuild the curated aggregates from what changed in the model; returns the ``aggregates``
     stage summary (per table: rows_in = rows_valid = rows recomputed, rows_written = rows
@@ -301,24 +118,24 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
         summary.notes.append(f"dim_provider not built yet at {uris['dim_provider']}: nothing to aggregate")
         return summary.finish("nothing-to-do")
     versions = {name: tables.version(uri) for name, uri in uris.items() if tables.exists(uri)}
-    consumed, consumed_as_of = _read_state(tables, state_uri)
+    consumed, consumed_as_of = read_state(tables, state_uri)
     if consumed and consumed == versions:
         summary.notes.append("no input changed since the last aggregates run")
         return summary.finish("nothing-to-do")
 
     configured = config.section("curated").get("as_of")
     today = datetime.now(timezone.utc).date()
-    as_of = date.fromisoformat(str(configured)) if configured else _latest_event_date(tables, uris, versions, today)
+    as_of = date.fromisoformat(str(configured)) if configured else latest_event_date(tables, uris, versions, today)
     as_of = as_of or today
     full = not consumed or consumed_as_of != as_of or any(name not in versions for name in consumed)
     changes = None
     if not full:
         try:
-            changes = _changes(spark, tables, uris, consumed, versions)
+            changes = changes_since(spark, tables, uris, consumed, versions)
         except Exception as exc:  # an input's consumed version is unreadable (vacuumed): rebuild all
             summary.notes.append(f"changes since the last run unreadable ({type(exc).__name__}); full rebuild")
             full = True
-    if not full and (behind := _tables_missing_columns(config, tables)):
+    if not full and (behind := tables_missing_columns(config, tables)):
         summary.notes.append(f"{', '.join(behind)} lack columns this version writes; full rebuild")
         full = True
     summary.notes.append(
@@ -394,11 +211,7 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     sync("kpi_hospital", kpi.kpi_hospital(enc_m, proc), month_scope)
     sync("kpi_executive", kpi.kpi_executive(tables.read(curated["kpi_patient"]), tables.read(curated["kpi_finance"])), None)
 
-    recorded = datetime.now(timezone.utc)
-    state = spark.createDataFrame(
-        [(name, version, as_of, run_id, recorded) for name, version in sorted(versions.items())], STATE_SCHEMA
-    )
-    summary.tables[state_uri] = tables.write(state, state_uri, mode="overwrite", commit_metadata=meta).version
+    summary.tables[state_uri] = write_state(spark, tables, state_uri, versions, as_of, run_id, datetime.now(timezone.utc), meta)
     return summary.finish()
 
 
@@ -417,46 +230,3 @@ def _area_population(spark: SparkSession, config: Config, summary: StageSummary)
     if population is None:
         summary.notes.append(f"no area population at {uri}: providers per 100k not judged")
     return population
-
-
-TOP_MIN_CASES = 5  # fewer cases of the ranked measure: too few to call a provider top
-# (title, measure ranked, measure shown beside it)
-TOP_RANKINGS = (
-    ("most cost-effective: allowed amount per case against the case mix", "cost_per_case", "length_of_stay"),
-    ("best outcomes: 30-day unplanned readmissions against the case mix", "readmission_30d", "complication"),
-)
-
-
-def top_providers_report(spark: SparkSession, config: Config, tables: DeltaTables, n: int = 5) -> str:
-    """A short text of the top ``n`` providers by cost-effectiveness and by outcome, from
-    ``curated.provider_outcomes``: per ranking, the providers ranked best *within their
-    specialty* on the risk-adjusted, shrunk observed/expected ratio (lower is better;
-    docs/measures.md), specialty leaders first, then by the ratio itself, among providers with
-    at least :data:`TOP_MIN_CASES` cases of that measure whose shrunk ratio is below 1. Provider-level only: no patient data."""
-    uri = table_uri(config, "curated", "provider_outcomes")
-    if not tables.exists(uri):
-        return "table curated.provider_outcomes not built yet — run make run"
-    outcomes = tables.read(uri).localCheckpoint(eager=True)
-    as_of = outcomes.agg(F.max("as_of")).collect()[0][0]
-    lines = [f"Top {n} providers as of {as_of}, ranked within specialty on risk-adjusted "
-             f"observed/expected (shrunk; 1.00 = as the case mix predicts, lower is better)"]
-    for title, ranked, beside in TOP_RANKINGS:
-        eligible = outcomes.where(F.col("as_of") == F.lit(as_of)).where(
-            (F.col(f"{ranked}_cases") >= TOP_MIN_CASES) & F.col(f"{ranked}_rank_in_specialty").isNotNull()
-            # Better than the case mix predicts: the only provider of a specialty is its rank 1
-            # whatever its ratio, and a ratio above 1 is no "top".
-            & (F.col(f"{ranked}_oe_ratio_shrunk") < 1))
-        lines.append(f"  {title}")
-        top = eligible.orderBy(F.col(f"{ranked}_rank_in_specialty"), F.col(f"{ranked}_oe_ratio_shrunk"), "npi").limit(n).collect()
-        if not top:
-            lines.append(f"    no provider with {TOP_MIN_CASES} cases of {ranked} does better than its case mix yet")
-            continue
-        lines.append(f"    {'npi':<12}{'specialty':<26}{'rank':>8}{'cases':>7}{'O/E':>7}{'shrunk':>8}{beside + ' shrunk':>22}")
-        for r in top:
-            rank = f"{r[f'{ranked}_rank_in_specialty']}/{r[f'{ranked}_providers_in_specialty']}"
-            other = r[f"{beside}_oe_ratio_shrunk"]
-            lines.append(
-                f"    {r['npi']:<12}{(r['specialty'] or '?')[:25]:<26}{rank:>8}{r[f'{ranked}_cases']:>7}"
-                f"{r[f'{ranked}_oe_ratio']:>7.2f}{r[f'{ranked}_oe_ratio_shrunk']:>8.2f}{'-' if other is None else f'{other:.2f}':>22}"
-            )
-    return "\n".join(lines)
