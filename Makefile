@@ -69,7 +69,7 @@ run-s3: generate
 # most of a test's time is one Spark driver thread or a child process starting, not both cores.
 TEST_PROCESSES ?= 2
 test: setup
-	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup
+	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
 serve: setup
 	$(VENV)/bin/carelake serve --conf $(CONF) --port $(PORT)

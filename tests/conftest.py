@@ -115,8 +115,11 @@ SHARED_SESSION_FIXTURES = ("tiny_lake", "planted_year", "s3_server")
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist: one ``xdist_group`` per module, modules sharing a costly session fixture in
     one group; the slow end-to-end modules first, then those groups, so the longest runs do not
-    start last."""
-    if not getattr(config.option, "numprocesses", None):
+    start last (make test passes ``--no-loadscope-reorder``, or xdist would order the groups by
+    their number of tests)."""
+    # Collection happens in the workers (whose options carry no process count), not in the
+    # controller that schedules them.
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     groups = {item.module.__name__: item.module.__name__ for item in items if isinstance(item, pytest.Function)}
 
