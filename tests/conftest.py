@@ -114,9 +114,9 @@ SHARED_SESSION_FIXTURES = ("tiny_lake", "planted_year", "s3_server")
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist: one ``xdist_group`` per module, modules sharing a costly session fixture in
-    one group; the slow end-to-end modules first, then those groups, so the longest runs do not
-    start last (make test passes ``--no-loadscope-reorder``, or xdist would order the groups by
-    their number of tests)."""
+    one group; the groups holding slow end-to-end tests first, then the shared ones, so the
+    longest runs do not start last (make test passes ``--no-loadscope-reorder``, or xdist would
+    order the groups by their number of tests)."""
     # Collection happens in the workers (whose options carry no process count), not in the
     # controller that schedules them.
     if not os.environ.get("PYTEST_XDIST_WORKER"):
@@ -141,4 +141,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if isinstance(item, pytest.Function):
             item.add_marker(pytest.mark.xdist_group(root(item.module.__name__)))
     shared = {root(module) for module in owner.values()}
-    items.sort(key=lambda item: (item.get_closest_marker("slow") is None, root(item.module.__name__) not in shared))
+    # Whole groups move, each in file order: a module's later tests may read what its earlier
+    # ones left in a module fixture.
+    slow = {root(item.module.__name__) for item in items
+            if isinstance(item, pytest.Function) and item.get_closest_marker("slow") is not None}
+    items.sort(key=lambda item: (root(item.module.__name__) not in slow, root(item.module.__name__) not in shared))
