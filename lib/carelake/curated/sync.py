@@ -33,7 +33,7 @@ def tables_missing_columns(config: Config, tables: DeltaTables) -> list[str]:
     """The curated tables written by an earlier version that lack a column this one declares
     (carelake.curated.dictionary): an incremental merge cannot add it, a full rebuild does.
     Read from the Delta logs (no Spark job)."""
-    from carelake.curated.dictionary import TABLES  # it imports the stage, which imports this module
+    from carelake.curated.dictionary import TABLES  # via the stage, it imports this module
 
     options = storage_options(config)
     behind = []
