@@ -36,6 +36,7 @@ TOUCHES = {
     ENTERPRISE_TOKENS_TABLE: ((), ("patient_token",)),
 }
 
+
 @dataclass
 class Changes:
     """What changed since the consumed versions: NPIs, patients and fact months touched."""
@@ -65,6 +66,8 @@ def changed_rows(tables: DeltaTables, uri: str, before: int, after: int) -> Data
 
 
 def changes_since(spark: SparkSession, tables: DeltaTables, uris: dict[str, str], consumed: dict[str, int], versions: dict[str, int]) -> Changes:
+    """What the inputs' rows between the ``consumed`` versions and ``versions`` touch (an input
+    not consumed before counts whole)."""
     empty_npis = spark.createDataFrame([], "npi string")
     npis, patients, months, provider_npis = [empty_npis], [spark.createDataFrame([], "patient_token string")], set(), empty_npis
     persons = spark.createDataFrame([], f"{ENTERPRISE_TOKEN} string")

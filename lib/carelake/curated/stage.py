@@ -211,7 +211,7 @@ def run_aggregates(spark: SparkSession, config: Config, tables: DeltaTables, run
     sync("kpi_hospital", kpi.kpi_hospital(enc_m, proc), month_scope)
     sync("kpi_executive", kpi.kpi_executive(tables.read(curated["kpi_patient"]), tables.read(curated["kpi_finance"])), None)
 
-    summary.tables[state_uri] = write_state(spark, tables, state_uri, versions, as_of, run_id, datetime.now(timezone.utc), meta)
+    summary.tables[state_uri] = write_state(spark, tables, state_uri, versions, as_of, run_id, meta)
     return summary.finish()
 
 

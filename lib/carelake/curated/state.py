@@ -4,7 +4,7 @@ date in the facts."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from functools import reduce
 from typing import TYPE_CHECKING
 
@@ -63,9 +63,10 @@ def latest_event_date(tables: DeltaTables, uris: dict[str, str], versions: dict[
 
 def write_state(
     spark: SparkSession, tables: DeltaTables, uri: str, versions: dict[str, int], as_of: date, run_id: str,
-    recorded: datetime, meta: dict[str, str],
+    meta: dict[str, str],
 ) -> int:
     """Record ``versions`` as consumed with ``as_of``, replacing the last run's; returns the version."""
+    recorded = datetime.now(timezone.utc)
     state = spark.createDataFrame(
         [(name, version, as_of, run_id, recorded) for name, version in sorted(versions.items())], STATE_SCHEMA
     )

@@ -29,6 +29,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from carelake.config import Config
+from carelake.curated.state import STATE_TABLE as AGGREGATE_STATE_TABLE
 from carelake.dashboards.pages import DASHBOARDS, FILTERS, FRAMES, RUN_FRAMES, Chart, check_catalog
 from carelake.delta.arrow import live_bytes, read_arrow, readable_by_pyarrow
 from carelake.delta.errors import TableNotFoundError
@@ -44,7 +45,7 @@ log = logging.getLogger(__name__)
 
 REPORT_FOLDER = "_reports/latest"
 LINEAGE_PAGE = "lineage.html"  # written by the lineage report when it runs; linked when present
-STATE_TABLE = "curated._aggregate_state"
+STATE_TABLE = f"curated.{AGGREGATE_STATE_TABLE}"
 # Tables up to this size are read on the driver with pyarrow (the curated aggregates: months x
 # hospitals x departments, providers, areas); larger ones through Spark.
 DRIVER_READ_BYTES = 16 * 1024 * 1024
