@@ -102,20 +102,28 @@ register: setup
 cluster cluster-up: setup
 	$(VENV)/bin/carelake cluster --workers 1 --cores 2 --memory 2g
 
+# The load generator hey, built at a pinned version into the venv with the machine's Go
+# (a hey already on PATH, e.g. Debian's package, is used when this one is absent).
+HEY_VERSION := v0.1.4
+HEY := $(VENV)/bin/hey
+$(HEY): | setup
+	@command -v go >/dev/null || { echo "make: building hey needs Go (golang.org/dl), or apt-get install hey"; exit 1; }
+	GOBIN=$(CURDIR)/$(VENV)/bin go install github.com/rakyll/hey@$(HEY_VERSION)
+
 # 16x span, each scale on each Delta engine in turn, then make run's pipeline once per engine
 # (docs/benchmark.md: about an hour on a quiet 2-core machine)
 BENCH_SCALES ?= 0.0625,0.25,1
 BENCH_ENGINES ?= jvm,rs
 BENCH_STREAM_ARGS ?= --scale 1 --rates 4,12,30 --minutes 4 --soak-minutes 15
-bench: setup
+bench: setup $(HEY)
 	$(PY) -m bench.run --scales $(BENCH_SCALES) --engines $(BENCH_ENGINES)
 	$(PY) -m bench.stream $(BENCH_STREAM_ARGS)
 	$(PY) -m bench.api_load --scale $(BENCH_API_SCALE)
 
 # The provider API under load: a lakehouse at BENCH_API_SCALE, then hey at 1, 8 and 32 clients
-# (docs/api.md; needs the Debian package hey). bench/results/<date>-api.json/.md
+# (docs/api.md). bench/results/<date>-api.json/.md
 BENCH_API_SCALE ?= 1
-bench-api: setup
+bench-api: setup $(HEY)
 	$(PY) -m bench.api_load --scale $(BENCH_API_SCALE)
 
 lint: setup

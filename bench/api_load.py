@@ -96,10 +96,16 @@ def targets(root: Path) -> dict[str, str]:
     return {"provider": f"/v1/providers/{npi}", "providers": f"/v1/providers?{query}", "routing": f"/v1/routing?{route}"}
 
 
+def hey_command() -> str | None:
+    """The hey the Makefile built into the venv, else one on PATH; None without either."""
+    built = Path(sys.executable).parent / "hey"
+    return str(built) if built.exists() else shutil.which("hey")
+
+
 def run_hey(url: str, key: str, requests: int, concurrency: int) -> dict[str, Any]:
     """``requests`` GETs of ``url`` by ``concurrency`` clients; latency percentiles in ms."""
     out = subprocess.run(
-        ["hey", "-n", str(requests), "-c", str(concurrency), "-H", f"X-API-Key: {key}", "-o", "csv", url],
+        [hey_command() or "hey", "-n", str(requests), "-c", str(concurrency), "-H", f"X-API-Key: {key}", "-o", "csv", url],
         check=True, capture_output=True, text=True,
     ).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
@@ -148,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results")
     parser.add_argument("--tag", default="", help="suffix of the result file names")
     args = parser.parse_args(argv)
-    if shutil.which("hey") is None:
-        print("bench.api_load: the load tool hey is missing: apt-get install hey (Debian/Ubuntu)", file=sys.stderr)
+    if hey_command() is None:
+        print("bench.api_load: the load tool hey is missing: make bench-api builds it into .venv/bin "
+              "(needs Go), or apt-get install hey (Debian/Ubuntu)", file=sys.stderr)
         return 2
     levels = [int(c) for c in args.concurrency.split(",") if c.strip()]
     with tempfile.TemporaryDirectory(prefix="carelake-bench-api-") as tmp:
