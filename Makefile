@@ -6,6 +6,9 @@ CONF ?= conf/local.yaml
 SCALE ?= 1
 SEED ?= 42
 DEFECT_RATE ?= 0.01
+# Two years: the models' training dates each need a year of features, a 90-day label window and
+# 30 days of follow-up (docs/ml.md); 24 months give three.
+MONTHS ?= 24
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
 .PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api bi bi-setup
@@ -44,7 +47,7 @@ $(VENV)/.jars: $(VENV)/.installed infra/jvm/pom.xml
 setup: $(VENV)/.installed $(VENV)/.jars
 
 generate: setup
-	$(PY) -m carelake.cli generate --conf $(CONF) --scale $(SCALE) --seed $(SEED) --defect-rate $(DEFECT_RATE)
+	$(PY) -m carelake.cli generate --conf $(CONF) --scale $(SCALE) --seed $(SEED) --defect-rate $(DEFECT_RATE) --months $(MONTHS)
 
 pipeline: setup
 	$(PY) -m carelake.cli run --conf $(CONF)

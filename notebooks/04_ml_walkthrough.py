@@ -35,9 +35,10 @@ print(f"browse the runs: mlflow ui --backend-store-uri {tracking_uri(config)}")
 
 # MAGIC %md
 # MAGIC ## 1. A point-in-time training set
-# MAGIC Two dates one label window apart. For each, the features use only events on/before `as_of`
-# MAGIC and the labels only events in `(as_of, as_of + window]`, so a model never sees the period it
-# MAGIC is asked to predict.
+# MAGIC Up to two dates one label window apart, each with a full year of history before it. For
+# MAGIC each, the features use only what had been recorded by `as_of` and the labels only events in
+# MAGIC `(as_of, as_of + window]` whose 30-day follow-up is complete, so a model never sees the
+# MAGIC period it is asked to predict (docs/ml.md, "Features and labels, point in time").
 
 # COMMAND ----------
 
@@ -47,12 +48,13 @@ inputs = {
     for name, zone in (("fact_encounter", "curated"), ("fact_procedure", "curated"), ("fact_claim", "curated"),
                        ("fact_referral", "curated"), ("crm_activity", "processed"), ("dim_provider", "curated"))
 }
-training = None
+training, dates = None, []
 if all(df is not None for df in inputs.values()):
-    last_day = inputs["fact_encounter"].agg(F.max("admit_date")).collect()[0][0]
-    dates = training_dates(last_day, WINDOW_DAYS, 2)
-    print(f"last admit date {last_day}; as_of dates {', '.join(d.isoformat() for d in dates)}")
-    training = training_set(*inputs.values(), dates, WINDOW_DAYS).localCheckpoint(eager=True)
+    first_day, last_day = inputs["fact_encounter"].agg(F.min("admit_date"), F.max("admit_date")).collect()[0]
+    dates = training_dates(last_day, WINDOW_DAYS, 2, history_start=first_day)
+    print(f"admit dates {first_day} to {last_day}; as_of dates {', '.join(d.isoformat() for d in dates) or 'none'}")
+if dates:
+    training = training_set(*inputs.values(), dates, WINDOW_DAYS, follow_up_end=last_day).localCheckpoint(eager=True)
     display(
         training.groupBy("as_of").agg(
             F.count(F.lit(1)).alias("providers"),

@@ -8,9 +8,20 @@ from decimal import Decimal as D
 import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from carelake.curated.features import COLUMNS, provider_features, providers_as_of
-from tests.test_curated_data import AS_OF, OPEN, PROVIDER_SCHEMA, START, inputs
+from tests.test_curated_data import (
+    AS_OF,
+    CLAIM_SCHEMA,
+    ENCOUNTER_SCHEMA,
+    OPEN,
+    PROVIDER_SCHEMA,
+    START,
+    claim,
+    encounter,
+    inputs,
+)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +122,37 @@ def test_attributes_and_composite_score(spark: SparkSession, features: DataFrame
 def test_point_in_time_events_after_as_of_change_nothing(spark: SparkSession, features: DataFrame) -> None:
     with_future = provider_features(**inputs(spark, future=True), as_of=AS_OF)
     assert_df_equality(with_future, features, ignore_row_order=True)
+
+
+def recorded(frame: DataFrame, event: str, days: int) -> DataFrame:
+    """``frame`` with the record time ``updated_at`` ``days`` after its ``event`` date, at noon."""
+    return frame.withColumn("updated_at", F.expr(f"to_timestamp(date_add({event}, {days})) + INTERVAL 12 HOURS"))
+
+
+def test_rows_recorded_after_as_of_change_nothing(spark: SparkSession, features: DataFrame) -> None:
+    # Every row recorded within days of its event, plus two that were only recorded after AS_OF
+    # (2024-06-30): a claim of 06-25 adjudicated on 07-20, and a stay admitted on 06-28 whose
+    # record was filed at its discharge on 07-04.
+    data = inputs(spark)
+    late_claim = spark.createDataFrame([claim("c_late", "C", "2", date(2024, 6, 25), "700.00", "600.00", "500.00", 0, "e4")],
+                                       CLAIM_SCHEMA).withColumn("updated_at", F.lit(datetime(2024, 7, 20, 9)))
+    late_stay = spark.createDataFrame([encounter("e_late", "B", "2", "inpatient", "I50.9", date(2024, 6, 28), 6, "9000.00",
+                                                 0, 0, 5)], ENCOUNTER_SCHEMA).withColumn("updated_at", F.lit(datetime(2024, 7, 4, 16)))
+    known = {
+        **data,
+        "encounters": recorded(data["encounters"], "admit_date", 1).unionByName(late_stay),
+        "claims": recorded(data["claims"], "service_date", 3).unionByName(late_claim),
+        "referrals": recorded(data["referrals"], "referral_date", 0),
+        "crm": recorded(data["crm"], "activity_date", 1),
+    }
+    assert_df_equality(provider_features(**known, as_of=AS_OF), features, ignore_row_order=True)
+    # The same rows without their record times count as of AS_OF: the check above can fail.
+    unrecorded = {**known, "encounters": known["encounters"].drop("updated_at"), "claims": known["claims"].drop("updated_at")}
+    row = provider_features(**unrecorded, as_of=AS_OF).where("npi = '2'").collect()[0]
+    assert (row.claims_365d, row.encounters_365d) == (2, 3)
+    # And once recorded, they count: as of 2024-07-20 both are in.
+    later = provider_features(**known, as_of=date(2024, 7, 20)).where("npi = '2'").collect()[0]
+    assert (later.claims_365d, later.encounters_365d) == (2, 3)
 
 
 def test_earlier_as_of_sees_only_earlier_events(spark: SparkSession) -> None:

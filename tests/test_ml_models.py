@@ -9,6 +9,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from carelake.config import Config, ConfigError
@@ -114,6 +115,29 @@ def test_better_model_is_promoted_worse_one_registered_only(config: Config, monk
     assert len(predicted) == 2 and (predicted > 0).all()  # Poisson loss: a cost is never negative
     artifacts = Path(config.root).resolve() / "_mlflow" / "artifacts"
     assert any(artifacts.rglob("MLmodel"))
+
+
+def test_a_first_model_no_better_than_the_baseline_is_not_promoted(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The next-window cost is the specialty's level plus noise; cost_per_case is noise too, so the
+    # specialty mean is the best guess and deep trees only fit the noise.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    use_mlflow(config)
+    rng = np.random.default_rng(5)
+    rows = []
+    for as_of in (date(2024, 1, 1), date(2024, 4, 1)):
+        for i in range(60):
+            row = dict.fromkeys(NUMERIC_FEATURES, np.nan)
+            cardiology = i % 2 == 1
+            row.update(npi=str(2000 + i), as_of=as_of, specialty="Cardiology" if cardiology else "Dermatology",
+                       cost_per_case=float(rng.uniform(0, 100)),
+                       label_cost_per_case=(300.0 if cardiology else 100.0) + float(rng.uniform(0, 40)))
+            rows.append(row)
+    trained = train_and_register(COST, pd.DataFrame(rows), {"max_iter": 60, "min_samples_leaf": 2}, {})
+    assert trained.metrics["val_mae"] >= trained.metrics["baseline_mae"], trained.metrics  # the premise
+    assert (trained.version, trained.champion_metric, trained.promoted) == (1, None, False)
+    assert "no better than the baseline" in trained.describe()
+    with pytest.raises(MlflowException):
+        MlflowClient().get_model_version_by_alias(COST.registered_name, CHAMPION)
 
 
 def test_classifier_logs_probabilities(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,16 +12,25 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from chispa import assert_df_equality
 from mlflow.tracking import MlflowClient
 from pyspark.sql import SparkSession
 
 from carelake.config import Config
+from carelake.curated.features import COLUMNS as FEATURE_COLUMNS
 from carelake.curated.features import provider_features
 from carelake.delta import DeltaTables
 from carelake.ml.models import MODELS, model_frame
-from carelake.ml.stage import SCORES_TABLE, provider_scores, run_score, run_train, training_dates
+from carelake.ml.stage import (
+    SCORES_TABLE,
+    history_needed,
+    provider_scores,
+    run_score,
+    run_train,
+    training_dates,
+)
 from carelake.ml.tracking import CHAMPION
-from carelake.ml.training import NUMERIC_FEATURES
+from carelake.ml.training import NUMERIC_FEATURES, training_set
 from carelake.storage import table_uri
 from tests.test_curated_data import (
     CLAIM_SCHEMA,
@@ -36,11 +45,13 @@ from tests.test_curated_data import (
 )
 
 AS_OF = date(2024, 6, 30)
+HISTORY_START = date(2022, 10, 1)
 PROVIDERS = 24
 
 
 def lakehouse_rows() -> dict[str, list[tuple]]:
-    """24 providers seen every 12 days over 18 months. Provider i has its own cost level, poor-outcome
+    """24 providers seen every 12 days over 21 months (two training dates with a full year of
+    features before them, then a label window and its follow-up). Provider i has its own cost level, poor-outcome
     odds and CRM opportunity value, so the past predicts the next window. Provider 0 changed
     specialty in 2024 (two dim_provider versions, one current)."""
     rng = random.Random(7)
@@ -50,7 +61,7 @@ def lakehouse_rows() -> dict[str, list[tuple]]:
         specialty = "Cardiology" if i % 2 else "Dermatology"
         valid_from = datetime(2024, 1, 1) if i == 0 else START
         rows["providers"].append((str(i), specialty, f"606{i:02d}", "NET-1", "E1", True, valid_from, OPEN, True, i + 1))
-        day, k = date(2023, 1, 1) + timedelta(days=i % 12), 0
+        day, k = HISTORY_START + timedelta(days=i % 12), 0
         while day <= AS_OF:
             key, poor = f"e{i}-{k}", rng.random() < 0.05 + 0.6 * i / PROVIDERS
             cost = D(100 + 40 * i + rng.randint(0, 50))
@@ -100,7 +111,8 @@ def test_train_register_score_and_rescore(spark: SparkSession, lakehouse: Config
         assert int(champion.version) == 1
         run = client.get_run(champion.run_id)
         assert run.data.tags["carelake.fact_encounter_version"] == str(encounter_version)
-        assert run.data.tags["carelake.training_dates"] == "2024-01-02,2024-04-01"  # 90-day windows ending 2024-06-30
+        # 90-day label windows, then 30 days of follow-up to 2024-06-30
+        assert run.data.tags["carelake.training_dates"] == "2023-12-03,2024-03-02"
         model = mlflow.pyfunc.load_model(f"models:/{spec.registered_name}@{CHAMPION}")
         assert model.metadata.signature is not None
     # The providers' next-window cost is their own level: the model beats the specialty mean.
@@ -132,8 +144,40 @@ def test_nothing_to_do_before_the_inputs_exist(spark: SparkSession, config: Conf
     assert run_score(spark, config, tables, "r").status == "nothing-to-do"
 
 
-def test_training_dates_end_one_window_before_the_last_day() -> None:
-    assert training_dates(date(2024, 6, 30), 90, 3) == [date(2023, 10, 4), date(2024, 1, 2), date(2024, 4, 1)]
+def test_training_dates_leave_a_label_window_and_the_follow_up_before_the_end() -> None:
+    # The last label window ends 30 days (the readmission follow-up) before 2024-06-30, on 2024-05-31.
+    assert training_dates(date(2024, 6, 30), 90, 3) == [date(2023, 9, 4), date(2023, 12, 3), date(2024, 3, 2)]
+
+
+def test_training_dates_keep_only_dates_with_a_full_feature_window() -> None:
+    # 2023-12-03's 365 days start on 2022-12-04; 2023-09-04's on 2022-09-05.
+    dates = training_dates(date(2024, 6, 30), 90, 3, history_start=date(2022, 12, 4))
+    assert dates == [date(2023, 12, 3), date(2024, 3, 2)]
+    assert training_dates(date(2024, 6, 30), 90, 3, history_start=date(2022, 12, 5)) == [date(2024, 3, 2)]
+    assert training_dates(date(2024, 6, 30), 90, 3, history_start=date(2023, 3, 5)) == []
+    assert history_needed(90, 2) == 365 + 180 + 30
+
+
+def test_too_short_a_history_is_nothing_to_do_with_what_it_needs(spark: SparkSession, lakehouse: Config,
+                                                                 tables: DeltaTables) -> None:
+    summary = run_train(spark, lakehouse.with_overrides(**{"ml.as_of": "2023-10-01"}), tables, "r")
+    assert summary.status == "nothing-to-do"
+    assert any("not trained: 366 days of history (2022-10-01 to 2023-10-01)" in n and "needs 485" in n
+               for n in summary.notes), summary.notes
+
+
+def test_a_training_row_equals_the_feature_store_row_of_its_date(spark: SparkSession, lakehouse: Config,
+                                                                 tables: DeltaTables) -> None:
+    # What the score stage reads (curated provider_features as of AS_OF) and what a training set
+    # built from the same history holds for AS_OF: the same features, column for column.
+    read = {name: tables.read(table_uri(lakehouse, zone, table)) for name, (zone, table) in {
+        "encounters": ("curated", "fact_encounter"), "procedures": ("curated", "fact_procedure"),
+        "claims": ("curated", "fact_claim"), "referrals": ("curated", "fact_referral"),
+        "crm": ("processed", "crm_activity"), "providers": ("curated", "dim_provider")}.items()}
+    training = training_set(*read.values(), [AS_OF], 90).select(*FEATURE_COLUMNS)
+    stored = tables.read(table_uri(lakehouse, "curated", "provider_features")).select(*FEATURE_COLUMNS)
+    assert stored.count() == PROVIDERS
+    assert_df_equality(training, stored, ignore_row_order=True, ignore_nullable=True)
 
 
 def test_outcome_score_is_the_case_weighted_mean_over_the_recent_mix() -> None:

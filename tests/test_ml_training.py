@@ -10,7 +10,7 @@ from pyspark.sql import DataFrame, SparkSession
 
 from carelake.curated.features import COLUMNS, provider_features
 from carelake.ml.training import LABEL_COLUMNS, labels, outcome_training_set, training_set
-from tests.test_curated_data import inputs
+from tests.test_curated_data import AS_OF, inputs
 
 EARLY, LATE = date(2024, 2, 15), date(2024, 4, 30)
 WINDOW = 60  # (2024-02-15, 2024-04-15] and (2024-04-30, 2024-06-29]; every FUTURE_* event is later
@@ -73,6 +73,23 @@ def test_outcome_cells_of_the_label_window(spark: SparkSession, training: DataFr
     # Each cell carries its provider's features as of its own date.
     row = cells.where("npi = '1'").select("encounters_365d", "complication_rate").distinct().collect()
     assert [(r.encounters_365d, r.complication_rate) for r in row] == [(1, 1.0)]  # e3 only by 2024-04-30
+
+
+def test_outcomes_whose_follow_up_is_incomplete_are_unknown(spark: SparkSession) -> None:
+    # Data to 2024-06-30. LATE's window: e2 (npi 1, admitted 05-01, 3 days, readmitted) was
+    # followed up by 06-03; e1 (npi 1, 06-20) and e4 (npi 2, 06-01), both same-day, not until
+    # 07-20 and 07-01: a readmission could still come, so their outcomes are unknown.
+    data = inputs(spark)
+    followed = {r.npi: r for r in labels(data["encounters"], data["crm"], LATE, WINDOW, follow_up_end=AS_OF).collect()}
+    assert (followed["1"].label_encounters, followed["1"].label_poor_outcomes, followed["1"].label_poor_outcome_rate) == (2, 1, 1.0)
+    assert (followed["2"].label_encounters, followed["2"].label_poor_outcome_rate) == (1, None)
+    # Without the rule the two unfinished stays count as "no poor outcome".
+    unchecked = {r.npi: r for r in labels(data["encounters"], data["crm"], LATE, WINDOW).collect()}
+    assert (unchecked["1"].label_poor_outcome_rate, unchecked["2"].label_poor_outcome_rate) == (0.5, 0.0)
+    dated = training_set(data["encounters"], data["procedures"], data["claims"], data["referrals"], data["crm"],
+                         data["providers"], [LATE], WINDOW, follow_up_end=AS_OF)
+    cells = outcome_training_set(data["encounters"], dated, WINDOW, follow_up_end=AS_OF)
+    assert sorted((r.npi, r.encounter_type, r.poor_outcome) for r in cells.collect()) == [("1", "inpatient", 1)]
 
 
 def test_arguments_are_checked(spark: SparkSession) -> None:

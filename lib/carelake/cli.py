@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--scale", type=float, default=1.0, help="1 is about 100k encounters (default 1)")
     generate.add_argument("--seed", type=int, default=42)
     generate.add_argument("--defect-rate", type=float, default=0.0, help="share of rows given a realistic defect")
+    generate.add_argument("--months", type=int, default=12,
+                          help="months of activity from 2024-01 (default 12; training a model needs 17, see docs/ml.md)")
 
     land = commands.add_parser("land", help="copy files into the landing zone (S3: checksummed uploads)")
     _add_conf(land)
@@ -132,9 +134,10 @@ def _generate(args: argparse.Namespace) -> int:
 
     config = load_config(args.conf)
     out = Path(args.out or config.landing)
-    manifest = generate(out, config, scale=args.scale, seed=args.seed, defect_rate=args.defect_rate)
+    manifest = generate(out, config, scale=args.scale, seed=args.seed, defect_rate=args.defect_rate, months=args.months)
     files = len(manifest.files)
-    print(f"generated {files} files under {out} (scale {args.scale}, seed {args.seed}, defect rate {args.defect_rate})")
+    print(f"generated {files} files under {out} ({args.months} months, scale {args.scale}, seed {args.seed}, "
+          f"defect rate {args.defect_rate})")
     print(f"manifest: {out / '_manifest.json'}")
     return EXIT_OK
 

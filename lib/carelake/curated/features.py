@@ -1,8 +1,10 @@
 """The provider feature store: one row per NPI as of a date, from the facts, CRM and dim_provider.
 
 :func:`provider_features` is a pure function of its inputs and ``as_of``: only events on/before
-``as_of`` count, and the provider's attributes are those of the dim_provider version in effect
-at the end of that day, so calling it for several dates builds point-in-time training sets.
+``as_of`` that the source had recorded by the end of that day count (``updated_at``, see
+:func:`~carelake.curated.metrics.recorded_by`), and the provider's attributes are those of the
+dim_provider version in effect then, so calling it for several dates builds point-in-time
+training sets whose rows equal what the feature store held on each date.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from carelake.curated.metrics import (
     in_window,
     index_score,
     ratio,
+    recorded_by,
     shrunk_rate,
     version_as_of,
     wilson_lower,
@@ -42,7 +45,7 @@ LEAKED_STATUS = "leaked"
 
 COLUMNS: dict[str, str] = {
     "npi": "National Provider Identifier (the provider's natural key)",
-    "as_of": "Date the features are computed for: only events on/before it count",
+    "as_of": "Date the features are computed for: only events on/before it, recorded by its end, count",
     "specialty": "Provider specialty (dim_provider version in effect on as_of)",
     "zip": "Practice ZIP code of the provider",
     "zip3": "Service area: first three digits of the practice ZIP",
@@ -358,7 +361,8 @@ def provider_features(
     """Facts, CRM activity and dim_provider -> one row per NPI as of ``as_of`` (:data:`COLUMNS`).
 
     In: ``fact_encounter``, ``fact_procedure``, ``fact_claim``, ``fact_referral``, processed
-    ``crm_activity`` and ``dim_provider`` (all versions). Only events on/before ``as_of`` count;
+    ``crm_activity`` and ``dim_provider`` (all versions). Only events on/before ``as_of`` count,
+    and of the rows carrying a record time (``updated_at``) only those recorded by then;
     counts use the 90 / 365 days ending on ``as_of``, every rate and amount the 365 days.
     ``scope`` (a DataFrame with ``npi``), when given, limits the output to the providers of the
     specialties of those NPIs; specialty benchmarks are exact because whole specialties are kept.
@@ -373,6 +377,8 @@ def provider_features(
     + 0.2 x clamp(1.5 - complication_rate_shrunk / specialty complication rate, 0, 1)
     + 0.2 x (avg_satisfaction - 1) / 4; see :func:`composite_score`.
     """
+    # What the sources had recorded by as_of: a claim adjudicated or a stay filed later was unknown.
+    encounters, claims, referrals, crm = (recorded_by(frame, as_of) for frame in (encounters, claims, referrals, crm))
     attributes = providers_as_of(providers, as_of)
     if scope is not None:
         npis = expand_to_specialties(scope, attributes)

@@ -28,6 +28,20 @@ def in_window(event: Column, as_of: date, days: int | None) -> Column:
     return until if days is None else until & (event > F.date_sub(F.lit(as_of), days))
 
 
+RECORD_TIME = "updated_at"  # when the source recorded the row's current version
+
+
+def recorded_by(frame: DataFrame, as_of: date, column: str = RECORD_TIME) -> DataFrame:
+    """The rows of ``frame`` the source had recorded by the end of ``as_of``: ``column`` (the
+    record time) before the next midnight. A claim adjudicated, or a stay discharged and filed,
+    after ``as_of`` was not known then, so it is left out of anything computed as of that day.
+    Rows without a record time, and frames without the column, are kept (their event dates
+    still bound them)."""
+    if column not in frame.columns:
+        return frame
+    return frame.where(F.col(column).isNull() | (F.col(column) < F.date_add(F.lit(as_of), 1).cast("timestamp")))
+
+
 def ratio(numerator: Column, denominator: Column) -> Column:
     """numerator / denominator as a rounded double; null when the denominator is 0 or null."""
     return F.round(

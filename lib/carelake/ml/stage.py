@@ -22,10 +22,12 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DecimalType
 
 from carelake.config import Config
+from carelake.curated.features import LONG_DAYS
 from carelake.delta import MergeSpec
 from carelake.ml.models import MODELS, ModelSpec, model_frame
 from carelake.ml.tracking import CHAMPION, train_and_register, use_mlflow
 from carelake.ml.training import (
+    FOLLOW_UP_DAYS,
     NUMERIC_FEATURES,
     UNKNOWN_CATEGORY,
     outcome_training_set,
@@ -50,10 +52,26 @@ SCORES_SCHEMA = "npi string, model_name string, model_version long, score double
 DEFAULTS = {"label_window_days": 90, "training_dates": 4, "max_iter": 100, "min_samples_leaf": 20}
 
 
-def training_dates(end: date, window_days: int, count: int) -> list[date]:
-    """``count`` as_of dates one label window apart, the last one window before ``end`` so every
-    label window is complete and no two label windows overlap (oldest first)."""
-    return [end - timedelta(days=window_days * k) for k in range(count, 0, -1)]
+def training_dates(
+    end: date, window_days: int, count: int, history_start: date | None = None,
+    feature_days: int = LONG_DAYS, follow_up_days: int = FOLLOW_UP_DAYS,
+) -> list[date]:
+    """Up to ``count`` as_of dates one label window apart (oldest first), the last one a label
+    window and a follow-up period before ``end``, so every label window and the 30-day
+    readmission follow-up of its stays are complete and no two label windows overlap. With
+    ``history_start`` (the first event date), only dates whose ``feature_days`` feature window
+    lies wholly after it are kept: a training row has as much history as the row it is scored on."""
+    last = end - timedelta(days=follow_up_days)
+    dates = [last - timedelta(days=window_days * k) for k in range(count, 0, -1)]
+    if history_start is None:
+        return dates
+    return [d for d in dates if d - timedelta(days=feature_days - 1) >= history_start]
+
+
+def history_needed(window_days: int, dates: int = 1, feature_days: int = LONG_DAYS, follow_up_days: int = FOLLOW_UP_DAYS) -> int:
+    """Days of history (first to last event date, both included) that ``dates`` full training
+    dates need: a feature window, the label windows, the follow-up."""
+    return feature_days + window_days * dates + follow_up_days
 
 
 def selected_models(config: Config) -> list[ModelSpec]:
@@ -76,8 +94,10 @@ def _setting(config: Config, key: str) -> int:
     return int(config.section("ml").get(key) or DEFAULTS[key])
 
 
-def _latest_admit_date(encounters: DataFrame, today: date) -> date | None:
-    return encounters.where(F.col("admit_date") <= F.lit(today)).agg(F.max("admit_date")).collect()[0][0]
+def _admit_date_range(encounters: DataFrame, today: date) -> tuple[date | None, date | None]:
+    """The first and the latest admit date on/before ``today`` (None, None without any)."""
+    row = encounters.where(F.col("admit_date") <= F.lit(today)).agg(F.min("admit_date"), F.max("admit_date")).collect()[0]
+    return row[0], row[1]
 
 
 def _missing(tables: DeltaTables, config: Config, names: dict[str, str]) -> list[str]:
@@ -87,8 +107,9 @@ def _missing(tables: DeltaTables, config: Config, names: dict[str, str]) -> list
 def run_train(spark: SparkSession, config: Config, tables: DeltaTables, run_id: str) -> StageSummary:
     """Build the point-in-time training sets and train, log, register and (when better) promote
     every model of ``ml.models``. Settings (``ml.*``): ``label_window_days``, ``training_dates``,
-    ``as_of`` (end of the last label window; default the latest admit date), ``max_iter``,
-    ``min_samples_leaf``."""
+    ``as_of`` (end of the data the labels and their follow-up may use; default the latest admit
+    date), ``max_iter``, ``min_samples_leaf``. Dates without a full feature window are dropped
+    (see :func:`training_dates`); none left is nothing to do, with the history it needs."""
     summary = StageSummary("train")
     missing = _missing(tables, config, INPUTS)
     if missing:
@@ -101,18 +122,33 @@ def run_train(spark: SparkSession, config: Config, tables: DeltaTables, run_id: 
     data = {name: tables.read(uri, version=versions[name]).localCheckpoint(eager=True) for name, uri in uris.items()}
     window = _setting(config, "label_window_days")
     configured_end = config.section("ml").get("as_of")
-    end = date.fromisoformat(str(configured_end)) if configured_end else _latest_admit_date(data["fact_encounter"], date.today())
-    if end is None:
+    first, latest = _admit_date_range(data["fact_encounter"], date.today())
+    end = date.fromisoformat(str(configured_end)) if configured_end else latest
+    if end is None or first is None:
         summary.notes.append("fact_encounter has no encounter on/before today: nothing to learn from")
         return summary.finish("nothing-to-do")
-    dates = training_dates(end, window, _setting(config, "training_dates"))
+    wanted = _setting(config, "training_dates")
+    dates = training_dates(end, window, wanted, history_start=first)
+    if not dates:
+        history = (end - first).days + 1
+        summary.notes.append(
+            f"not trained: {history} days of history ({first} to {end}); a training date needs "
+            f"{history_needed(window)} ({LONG_DAYS} of features, a {window}-day label window, "
+            f"{FOLLOW_UP_DAYS} of follow-up) — generate more months (make run MONTHS=...)"
+        )
+        return summary.finish("nothing-to-do")
+    if len(dates) < wanted:
+        summary.notes.append(
+            f"{len(dates)} of {wanted} training dates have a full {LONG_DAYS}-day feature window "
+            f"({history_needed(window, wanted)} days of history would give all {wanted})"
+        )
     providers_set = training_set(
         data["fact_encounter"], data["fact_procedure"], data["fact_claim"], data["fact_referral"],
-        data["crm_activity"], data["dim_provider"], dates, window,
+        data["crm_activity"], data["dim_provider"], dates, window, follow_up_end=end,
     ).localCheckpoint(eager=True)
     frames = {
         "provider": to_pandas(providers_set),
-        "outcome": to_pandas(outcome_training_set(data["fact_encounter"], providers_set, window)),
+        "outcome": to_pandas(outcome_training_set(data["fact_encounter"], providers_set, window, follow_up_end=end)),
     }
     for name, frame in frames.items():
         counts = summary.counts(f"{name}_training_set")

@@ -108,13 +108,16 @@ class TrainedModel:
     champion_metric: float | None
     promoted: bool
     rows: dict[str, int] = field(default_factory=dict)
+    beats_baseline: bool = True
 
     def describe(self) -> str:
         """One line for the stage notes and the notebook."""
         m = self.spec.metric
         others = ", ".join(f"{k} {v:.4g}" for k, v in sorted(self.metrics.items()))
         previous = "none" if self.champion_metric is None else f"{self.champion_metric:.4g}"
-        verdict = "promoted to champion" if self.promoted else "not promoted"
+        verdict = "promoted to champion" if self.promoted else (
+            "not promoted" if self.beats_baseline else f"not promoted: no better than the baseline's val_{m}"
+        )
         return (
             f"{self.spec.registered_name} v{self.version}: {others} (train {self.rows.get('train', 0)}, "
             f"validation {self.rows.get('validation', 0)} rows); champion val_{m} before: {previous}; {verdict}"
@@ -146,7 +149,8 @@ def train_and_register(
     """Fit ``spec`` on ``frame`` (see :func:`carelake.ml.models.split`), log params, metrics
     (``val_*`` and ``baseline_*``), ``tags`` and the model (signature + input example) to the
     active experiment, register it as ``spec.registered_name`` and move the ``champion`` alias to
-    it only when it beats the current champion on ``val_<metric>`` over the same validation rows."""
+    it only when it beats both the specialty-mean baseline and the current champion on
+    ``val_<metric>`` over the same validation rows."""
     train, validation = split(labelled(frame, spec))
     if train.empty or validation.empty:
         raise ValueError(
@@ -177,9 +181,13 @@ def train_and_register(
         )
     version = int(info.registered_model_version)
     client.update_registered_model(spec.registered_name, spec.description)
-    promoted = is_better(spec, metrics[f"val_{spec.metric}"], previous)
+    # A candidate that does no better than the specialty-mean baseline is never champion, even
+    # the first one: scoring providers with it would only add noise to the baseline's ranking.
+    candidate = metrics[f"val_{spec.metric}"]
+    beats_baseline = is_better(spec, candidate, metrics.get(f"baseline_{spec.metric}"))
+    promoted = beats_baseline and is_better(spec, candidate, previous)
     if promoted:
         client.set_registered_model_alias(spec.registered_name, CHAMPION, str(version))
     client.set_model_version_tag(spec.registered_name, str(version), f"val_{spec.metric}", str(metrics[f"val_{spec.metric}"]))
     return TrainedModel(spec, run.info.run_id, version, metrics, previous, promoted,
-                        {"train": len(train), "validation": len(validation)})
+                        {"train": len(train), "validation": len(validation)}, beats_baseline)

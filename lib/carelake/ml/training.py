@@ -21,6 +21,7 @@ from carelake.curated.metrics import diagnosis_chapter, in_window, ratio
 NOT_NUMERIC = frozenset({"npi", "as_of", "specialty", "zip", "zip3", "network_id", "employer_id", "top_procedure_code"})
 NUMERIC_FEATURES: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in NOT_NUMERIC)
 UNKNOWN_CATEGORY = "?"
+FOLLOW_UP_DAYS = 30  # a stay's readmission outcome is known 30 days after discharge
 
 LABEL_COLUMNS: dict[str, str] = {
     "label_encounters": "Encounters admitted in (as_of, as_of + window]",
@@ -36,16 +37,27 @@ def in_label_window(event: Column, as_of: date, days: int) -> Column:
     return (event > F.lit(as_of)) & (event <= F.date_add(F.lit(as_of), days))
 
 
-def poor_outcome() -> Column:
+def followed_up(follow_up_end: date | None) -> Column:
+    """Over encounter rows: True when the stay's 30-day readmission follow-up (discharge =
+    admit + length of stay, 0 when unknown) ended by ``follow_up_end``; always True without one."""
+    if follow_up_end is None:
+        return F.lit(True)
+    discharge = F.date_add(F.col("admit_date"), F.coalesce(F.col("length_of_stay_days"), F.lit(0)).cast("int"))
+    return F.date_add(discharge, FOLLOW_UP_DAYS) <= F.lit(follow_up_end)
+
+
+def poor_outcome(follow_up_end: date | None = None) -> Column:
     """Over encounter rows: 1 when readmitted within 30 days or with a complication, 0 when
-    neither, null when both flags are unknown (greatest() skips a single null flag)."""
-    return F.greatest(F.col("readmitted_30d"), F.col("complication")).cast("int")
+    neither, null when both flags are unknown (greatest() skips a single null flag) or when the
+    follow-up had not ended by ``follow_up_end`` (a readmission could still come)."""
+    return F.when(followed_up(follow_up_end), F.greatest(F.col("readmitted_30d"), F.col("complication")).cast("int"))
 
 
-def labels(encounters: DataFrame, crm: DataFrame, as_of: date, days: int) -> DataFrame:
+def labels(encounters: DataFrame, crm: DataFrame, as_of: date, days: int, follow_up_end: date | None = None) -> DataFrame:
     """``fact_encounter`` and processed ``crm_activity`` -> per NPI the :data:`LABEL_COLUMNS`
-    of the window ``(as_of, as_of + days]`` (NPIs with no event in it are absent)."""
-    outcome = poor_outcome()
+    of the window ``(as_of, as_of + days]`` (NPIs with no event in it are absent); outcomes of
+    stays whose follow-up had not ended by ``follow_up_end`` are unknown."""
+    outcome = poor_outcome(follow_up_end)
     cases = (
         encounters.where(in_label_window(F.col("admit_date"), as_of, days))
         .groupBy("npi")
@@ -75,11 +87,13 @@ def training_set(
     providers: DataFrame,
     as_of_dates: list[date],
     label_window_days: int,
+    follow_up_end: date | None = None,
 ) -> DataFrame:
     """The inputs of :func:`provider_features` -> one row per NPI x ``as_of`` in ``as_of_dates``:
-    the provider features as of that date, then the :data:`LABEL_COLUMNS` of the
-    ``label_window_days`` after it. Encounter counts and opportunity value are 0 without events;
-    cost and rates stay null."""
+    the provider features as of that date (exactly the feature store's row for that date), then
+    the :data:`LABEL_COLUMNS` of the ``label_window_days`` after it, outcomes only of stays
+    followed up by ``follow_up_end``. Encounter counts and opportunity value are 0 without
+    events; cost and rates stay null."""
     if not as_of_dates:
         raise ValueError("training_set: as_of_dates is empty, expected at least one date")
     if label_window_days <= 0:
@@ -87,7 +101,7 @@ def training_set(
     per_date = []
     for as_of in sorted(set(as_of_dates)):
         features = provider_features(encounters, procedures, claims, referrals, crm, providers, as_of)
-        joined = features.join(labels(encounters, crm, as_of, label_window_days), "npi", "left")
+        joined = features.join(labels(encounters, crm, as_of, label_window_days, follow_up_end), "npi", "left")
         per_date.append(
             joined.withColumn("label_encounters", F.coalesce("label_encounters", F.lit(0)).cast("long"))
             .withColumn("label_poor_outcomes", F.coalesce("label_poor_outcomes", F.lit(0)).cast("long"))
@@ -104,18 +118,21 @@ def case_mix(encounters: DataFrame) -> DataFrame:
     )
 
 
-def outcome_training_set(encounters: DataFrame, training: DataFrame, label_window_days: int) -> DataFrame:
+def outcome_training_set(
+    encounters: DataFrame, training: DataFrame, label_window_days: int, follow_up_end: date | None = None
+) -> DataFrame:
     """Encounters and a :func:`training_set` -> one row per NPI x as_of x case-mix cell
     (encounter_type, diagnosis_chapter) x ``poor_outcome`` (0/1) of the encounters admitted in
     the label window, with ``cases`` (their count, the row's weight) and the provider's features
-    as of that date. Encounters of unknown outcome are left out."""
+    as of that date. Encounters of unknown outcome (also: not followed up by ``follow_up_end``)
+    are left out."""
     dates = training.select("npi", F.col("as_of").alias("_as_of")).distinct()
     window_end = F.date_add(F.col("_as_of"), label_window_days)
     cells = (
         case_mix(encounters)
         .join(dates, "npi")
         .where((F.col("admit_date") > F.col("_as_of")) & (F.col("admit_date") <= window_end))
-        .withColumn("poor_outcome", poor_outcome())
+        .withColumn("poor_outcome", poor_outcome(follow_up_end))
         .where(F.col("poor_outcome").isNotNull())
         .groupBy("npi", F.col("_as_of").alias("as_of"), "encounter_type", "diagnosis_chapter", "poor_outcome")
         .agg(F.count(F.lit(1)).alias("cases"))
