@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=2)
     parser.add_argument("--arms", default="on,off", help=f"comma-separated, from {', '.join(ARMS)}")
     parser.add_argument("--engine", default="jvm")
+    parser.add_argument("--months", type=int, default=24, help="months generated (default 24, as make run)")
     parser.add_argument("--conf", type=Path, default=REPO / "conf" / "local.yaml")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True, help="JSON file of the runs")
@@ -156,14 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(tempfile.mkdtemp(prefix="carelake-bench-lineage-landing-", dir=args.workdir))
     env = pipeline_env(data / "lake", args.engine)
     generated = _timed([sys.executable, "-m", "carelake.cli", "generate", "--conf", str(args.conf), "--scale",
-                        str(args.scale), "--seed", str(args.seed), "--defect-rate", str(DEFECT_RATE)], env, data / "generate.log")
+                        str(args.scale), "--seed", str(args.seed), "--defect-rate", str(DEFECT_RATE), "--months", str(args.months)],
+                       env, data / "generate.log")
     if generated["returncode"] != 0:
         print((data / "generate.log").read_text(errors="replace")[-2000:], file=sys.stderr)
         return 1
     runs = []
     for pair, arm in alternated(list(range(args.pairs)), arms):
         runs.append({"pair": pair, **time_run(arm, data / "lake" / "landing", args.conf, args.workdir, args.engine)})
-        args.out.write_text(json.dumps({"scale": args.scale, "seed": args.seed, "engine": args.engine,
+        args.out.write_text(json.dumps({"scale": args.scale, "seed": args.seed, "months": args.months, "engine": args.engine,
                                         "generate_s": generated["wall_s"], "runs": runs}, indent=2))
     shutil.rmtree(data, ignore_errors=True)
     if args.markdown:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -143,13 +144,15 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _write_report(spark: SparkSession, config: Config, summary: RunSummary | None) -> bool:
-    """Build the static report and print its path; a report that cannot be built is one line on
+    """Build the static report and print its path and build time; a report that cannot be built is one line on
     stderr, not a failed run (the tables are written by then)."""
     from carelake.dashboards import build_report
     from carelake.delta import open_tables
 
+    started = time.monotonic()
     try:
-        print(f"report: {build_report(spark, config, open_tables(spark, config), summary)}")
+        path = build_report(spark, config, open_tables(spark, config), summary)
+        print(f"report: {path} (built in {time.monotonic() - started:.1f}s)")
     except Exception as exc:
         print(f"carelake: report not written: {type(exc).__name__}: {exc}", file=sys.stderr)
         return False
