@@ -144,8 +144,8 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _write_report(spark: SparkSession, config: Config, summary: RunSummary | None) -> bool:
-    """Build the static report and print its path and build time; a report that cannot be built is one line on
-    stderr, not a failed run (the tables are written by then)."""
+    """Build the static report and print its path and build time; a report that cannot be built
+    is one line on stderr, not a failed run (the tables are written by then)."""
     from carelake.dashboards import build_report
     from carelake.delta import open_tables
 

@@ -362,7 +362,7 @@ def provider_features(
 
     In: ``fact_encounter``, ``fact_procedure``, ``fact_claim``, ``fact_referral``, processed
     ``crm_activity`` and ``dim_provider`` (all versions). Only events on/before ``as_of`` count,
-    and of the rows carrying a record time (``updated_at``) only those recorded by then;
+    and, of an input with a record time (``updated_at``), only the rows recorded by then;
     counts use the 90 / 365 days ending on ``as_of``, every rate and amount the 365 days.
     ``scope`` (a DataFrame with ``npi``), when given, limits the output to the providers of the
     specialties of those NPIs; specialty benchmarks are exact because whole specialties are kept.

@@ -9,7 +9,7 @@ changes.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
@@ -32,14 +32,14 @@ RECORD_TIME = "updated_at"  # when the source recorded the row's current version
 
 
 def recorded_by(frame: DataFrame, as_of: date, column: str = RECORD_TIME) -> DataFrame:
-    """The rows of ``frame`` the source had recorded by the end of ``as_of``: ``column`` (the
-    record time) before the next midnight. A claim adjudicated, or a stay discharged and filed,
-    after ``as_of`` was not known then, so it is left out of anything computed as of that day.
-    Rows without a record time, and frames without the column, are kept (their event dates
-    still bound them)."""
+    """The rows of ``frame`` on file by the end of ``as_of``: ``column`` (the record time) before
+    the next midnight. A claim adjudicated, or a stay discharged and filed, after ``as_of`` was
+    not known then, so it is left out of anything computed as of that day; a row without a
+    record time is not known to have been on file and is left out too. A frame without the
+    column (e.g. hand-built inputs that carry only event dates) is returned as it is."""
     if column not in frame.columns:
         return frame
-    return frame.where(F.col(column).isNull() | (F.col(column) < F.date_add(F.lit(as_of), 1).cast("timestamp")))
+    return frame.where(F.col(column) < F.lit(as_of + timedelta(days=1)))
 
 
 def ratio(numerator: Column, denominator: Column) -> Column:

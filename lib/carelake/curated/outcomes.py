@@ -26,7 +26,7 @@ from pyspark.sql import functions as F
 
 from carelake.curated.column_sources import CLAIMS, ENCOUNTERS, PROVIDERS, ColumnSources
 from carelake.curated.features import providers_as_of
-from carelake.curated.metrics import RATIO_DIGITS, version_as_of
+from carelake.curated.metrics import RATIO_DIGITS, recorded_by, version_as_of
 from carelake.curated.persons import with_person
 from carelake.model.persons import ENTERPRISE_TOKEN
 
@@ -71,12 +71,6 @@ COLUMNS: dict[str, str] = {
     "rank_in_specialty": "1 = lowest oe_ratio_shrunk (best) among the specialty's providers with cases",
     "providers_in_specialty": "Providers of the specialty ranked on this measure",
 }
-
-
-def recorded_by(facts: DataFrame, as_of: date) -> DataFrame:
-    """Fact rows on file by the end of ``as_of`` (``updated_at``, the record time, before the
-    next day): a claim adjudicated or an encounter filed later is not known at ``as_of``."""
-    return facts.where(F.col("updated_at") < F.lit(as_of + timedelta(days=1)))
 
 
 def _between(column: Column, first: date, last: date) -> Column:

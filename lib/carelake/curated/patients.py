@@ -26,8 +26,8 @@ from carelake.curated.column_sources import (
     union,
 )
 from carelake.curated.features import LONG_DAYS, MONEY, providers_as_of
-from carelake.curated.metrics import in_window, version_as_of
-from carelake.curated.outcomes import readmission_cases, recorded_by
+from carelake.curated.metrics import in_window, recorded_by, version_as_of
+from carelake.curated.outcomes import readmission_cases
 from carelake.curated.persons import person_scope, with_person
 from carelake.model.persons import ENTERPRISE_TOKEN
 

@@ -16,12 +16,12 @@ from pyspark.sql import functions as F
 from carelake.curated.features import COLUMNS as FEATURE_COLUMNS
 from carelake.curated.features import provider_features
 from carelake.curated.metrics import diagnosis_chapter, in_window, ratio
+from carelake.curated.outcomes import FOLLOW_UP_DAYS  # the readmission measure's 30 days
 
 # Identifiers and free-form categories: not model inputs (specialty is, as a category).
 NOT_NUMERIC = frozenset({"npi", "as_of", "specialty", "zip", "zip3", "network_id", "employer_id", "top_procedure_code"})
 NUMERIC_FEATURES: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in NOT_NUMERIC)
 UNKNOWN_CATEGORY = "?"
-FOLLOW_UP_DAYS = 30  # a stay's readmission outcome is known 30 days after discharge
 
 LABEL_COLUMNS: dict[str, str] = {
     "label_encounters": "Encounters admitted in (as_of, as_of + window]",
