@@ -73,10 +73,11 @@ def write_dashboard_tables(spark: SparkSession, config: Config, tables: DeltaTab
             "referral_leakage_rate double, marketing_roi double",
         ),
         "curated.patient_summary": (
-            [("t1", "hospital_a", "F", 1950, True, 3, 2, 100.0), ("t2", "hospital_a", "M", 1990, False, 1, 0, 50.0),
-             ("t3", "hospital_b", "F", 2015, False, 2, 0, 70.0), ("t4", "hospital_b", "M", None, False, 1, 0, 20.0)],
+            [(t, h, s, y, r, v, rd, c, AS_OF) for t, h, s, y, r, v, rd, c in (
+                ("t1", "hospital_a", "F", 1950, True, 3, 2, 100.0), ("t2", "hospital_a", "M", 1990, False, 1, 0, 50.0),
+                ("t3", "hospital_b", "F", 2015, False, 2, 0, 70.0), ("t4", "hospital_b", "M", None, False, 1, 0, 20.0))],
             "patient_token string, source_system string, sex string, birth_year int, high_risk boolean, visits_365d long, "
-            "readmissions_365d long, total_cost double",
+            "readmissions_365d long, total_cost double, as_of date",
         ),
         "curated.provider_procedure_stats": (
             [("1000000001", "cardiology", "93000", 12), ("1000000002", "oncology", "96413", 7), ("1000000003", "pediatrics", "93000", 3)],
