@@ -11,7 +11,7 @@ DEFECT_RATE ?= 0.01
 MONTHS ?= 24
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api bi bi-setup
+.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api bi bi-setup browser
 PORT ?= 10000
 
 help:
@@ -71,7 +71,17 @@ run-s3: generate
 # Two test processes (pytest-xdist), one per core of the 2-core machines the suite is sized for:
 # most of a test's time is one Spark driver thread or a child process starting, not both cores.
 TEST_PROCESSES ?= 2
-test: setup
+# The browser tests drive Debian's Chromium: installed with apt-get where this runs as root,
+# otherwise named (those tests are then skipped with the reason).
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	    echo "chromium could not be installed: the browser tests will be skipped"; \
+	else echo "no chromium (sudo apt-get install chromium): the browser tests will be skipped"; fi
+
+test: setup bi-setup browser
 	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 
 serve: setup

@@ -49,6 +49,17 @@ def test_definition_gives_each_clinician_a_row_filter(base_config) -> None:
     assert {c["dataset"] for d in spec["dashboards"] for c in d["charts"]} <= set(DATASETS)
 
 
+def test_table_charts_show_rates_as_percentages_and_columns_by_their_headers(base_config) -> None:
+    spec = definition(base_config, "127.0.0.1", 10000)
+    tables = [c for d in spec["dashboards"] for c in d["charts"] if c["viz_type"] == "table"]
+    outcomes = next(c for c in tables if "readmission_rate_shrunk" in c["params"]["all_columns"])
+    formats = outcomes["params"]["column_config"]
+    assert formats["readmission_rate_shrunk"] == {"d3NumberFormat": ".1%"}  # 0.12 shows as 12.0%
+    assert "npi" not in formats and "specialty" not in formats  # text columns keep their values
+    shown = {c for t in tables for c in t["params"]["all_columns"]}
+    assert shown <= set(spec["column_labels"]), f"columns without a header: {shown - set(spec['column_labels'])}"
+
+
 def test_the_routing_dataset_routes_by_referral_routing_rank(spark) -> None:
     """The Superset routing dataset's SQL, run by Spark over views standing in for the served
     tables: the latest month's leaked cells, routed to referral_routing's ranks 1-3 in order."""

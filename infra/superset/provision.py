@@ -21,8 +21,8 @@ from superset.app import create_app
 app = create_app()
 
 
-def position(title: str, chart_ids: list[tuple[int, str]]) -> dict:
-    """A dashboard layout: two charts a row, each half the width."""
+def position(title: str, chart_ids: list[tuple[int, str, str]]) -> dict:
+    """A dashboard layout: two charts a row, each half the width; a row of big numbers is low."""
     layout = {
         "DASHBOARD_VERSION_KEY": "v2",
         "ROOT_ID": {"type": "ROOT", "id": "ROOT_ID", "children": ["GRID_ID"]},
@@ -34,11 +34,13 @@ def position(title: str, chart_ids: list[tuple[int, str]]) -> dict:
         layout["GRID_ID"]["children"].append(row)
         layout[row] = {"type": "ROW", "id": row, "children": [], "parents": ["ROOT_ID", "GRID_ID"],
                        "meta": {"background": "BACKGROUND_TRANSPARENT"}}
-        for chart_id, name in chart_ids[start:start + 2]:
+        pair = chart_ids[start:start + 2]
+        height = 25 if all(viz == "big_number_total" for _, _, viz in pair) else 60
+        for chart_id, name, _ in pair:
             key = f"CHART-{chart_id}"
             layout[row]["children"].append(key)
             layout[key] = {"type": "CHART", "id": key, "children": [], "parents": ["ROOT_ID", "GRID_ID", row],
-                           "meta": {"chartId": chart_id, "width": 6, "height": 60, "sliceName": name, "uuid": str(uuid.uuid4())}}
+                           "meta": {"chartId": chart_id, "width": 6, "height": height, "sliceName": name, "uuid": str(uuid.uuid4())}}
     return layout
 
 
@@ -71,6 +73,8 @@ def main(definition_file: str, users_file: str) -> None:
             table.schema = None
             session.commit()
             table.fetch_metadata()
+            for column in table.columns:
+                column.verbose_name = spec.get("column_labels", {}).get(column.column_name)
             session.commit()
             datasets[name] = table
 
@@ -92,7 +96,7 @@ def main(definition_file: str, users_file: str) -> None:
             session.commit()
             dashboard = Dashboard(
                 dashboard_title=dashboard_spec["title"], slug=dashboard_spec["slug"], published=True, slices=charts,
-                position_json=json.dumps(position(dashboard_spec["title"], [(c.id, c.slice_name) for c in charts])),
+                position_json=json.dumps(position(dashboard_spec["title"], [(c.id, c.slice_name, c.viz_type) for c in charts])),
                 json_metadata=json.dumps({"native_filter_configuration": [], "color_scheme": "supersetColors"}),
             )
             session.add(dashboard)

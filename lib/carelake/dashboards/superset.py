@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from carelake.config import Config
+from carelake.dashboards.build import HEADERS, column_format
 from carelake.dashboards.frames import NOT_ROUTED, ROUTED_PROVIDERS
 from carelake.dashboards.pages import DASHBOARDS, Chart, Measure
 from carelake.serve.access import role_policies
@@ -111,7 +112,7 @@ def chart_definitions(chart: Chart) -> list[dict[str, Any]]:
     if chart.kind == "kpi":
         return [
             {**base, "name": f"{chart.title}: {m.label}", "viz_type": "big_number_total",
-             "params": {"metric": metric(m), "y_axis_format": superset_format(m.format), "subheader": m.label}}
+             "params": {"metric": metric(m), "y_axis_format": superset_format(m.format), "subheader": ""}}
             for m in chart.measures
         ]
     if chart.kind in ("line", "bar", "hbar"):
@@ -132,6 +133,8 @@ def chart_definitions(chart: Chart) -> list[dict[str, Any]]:
         return [{**base, "name": chart.title, "viz_type": "table", "params": {
             "query_mode": "raw", "all_columns": list(chart.columns), "row_limit": chart.top or 1000,
             "order_by_cols": [json.dumps([first.column, chart.ascending])], "server_pagination": False,
+            # The report's number formats (rates as percentages, money in dollars), not raw floats.
+            "column_config": {c: {"d3NumberFormat": superset_format(column_format(c))} for c in chart.columns if column_format(c)},
         }}]
     return []
 
@@ -152,6 +155,8 @@ def definition(config: Config, thrift_host: str, thrift_port: int) -> dict[str, 
     return {
         "database": {"name": DATABASE_NAME, "uri": f"hive://carelake@{thrift_host}:{thrift_port}/default"},
         "datasets": DATASETS,
+        # The report's column headers, as the datasets' column labels (tables show these, not names).
+        "column_labels": HEADERS,
         "dashboards": dashboards,
         "clinicians": clinicians,
     }
