@@ -1,7 +1,7 @@
 """What lineage costs ``make run``: ``carelake run`` with lineage on (the default) and off
 (``CARELAKE_LINEAGE__ENABLED=false``, which also leaves the Spark listener out), A/B alternated.
 
-    python -m bench.lineage_cost --scale 1 --pairs 2 --out bench/results/<date>-lineage-cost.json
+    python -m bench.lineage_cost --scale 1 --pairs 2 --warmup --out bench/results/<date>-lineage-cost.json
 
 The landing data is generated once (``make run``'s seed and defect rate) and copied into a fresh
 lakehouse root for every run, so every run ingests the same files from nothing. The arms take
@@ -96,7 +96,8 @@ def markdown(results: dict[str, Any], command: str) -> str:
     lines = [f"# Lineage's cost on `make run` (scale {results['scale']}, {results['engine']} engine)", "",
              f"Command: `{command}`", "",
              f"Landing data generated once (seed {results['seed']}, {results['generate_s']} s) and copied into a "
-             "fresh lakehouse root per run; the arms alternate.", "",
+             "fresh lakehouse root per run; the arms alternate"
+             + ("; one warm-up run before them is not recorded." if results.get("warmup") else "."), "",
              "| # | pair | lineage | status | carelake run s | CPU s | " + " | ".join(f"{s} s" for s in stages)
              + " | lineage_seconds | events (carelake / spark) | load1 before / mean / max / after |",
              "|---:|---:|---|---|---:|---:|" + "---:|" * len(stages) + "---:|---|---|"]
@@ -143,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, required=True, help="JSON file of the runs")
     parser.add_argument("--markdown", type=Path, default=None, help="also the runs as Markdown tables here")
+    parser.add_argument("--warmup", action="store_true",
+                        help="one run (lineage on) before the timed ones, not recorded: the first run after "
+                             "generating pays for a cold page cache and JIT, which would fall on one arm")
     parser.add_argument("--report-only", action="store_true", help="no runs: --out's JSON as --markdown")
     args = parser.parse_args(argv)
     command = "python -m bench.lineage_cost " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -162,11 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     if generated["returncode"] != 0:
         print((data / "generate.log").read_text(errors="replace")[-2000:], file=sys.stderr)
         return 1
+    if args.warmup:
+        print("warm-up run (not recorded)", flush=True)
+        warm = time_run("on", data / "lake" / "landing", args.conf, args.workdir, args.engine)
+        if warm["returncode"] != 0:
+            print("\n".join(warm.get("log_tail", [])), file=sys.stderr)
+            return 1
     runs = []
     for pair, arm in alternated(list(range(args.pairs)), arms):
         runs.append({"pair": pair, **time_run(arm, data / "lake" / "landing", args.conf, args.workdir, args.engine)})
         args.out.write_text(json.dumps({"scale": args.scale, "seed": args.seed, "months": args.months, "engine": args.engine,
-                                        "generate_s": generated["wall_s"], "runs": runs}, indent=2))
+                                        "generate_s": generated["wall_s"], "warmup": args.warmup, "runs": runs}, indent=2))
     shutil.rmtree(data, ignore_errors=True)
     if args.markdown:
         args.markdown.write_text(markdown(json.loads(args.out.read_text()), command))

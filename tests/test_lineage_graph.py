@@ -162,6 +162,9 @@ def test_spark_listener_conf_follows_the_lineage_section(lineage_config, tmp_pat
     files = spark_listener_conf(lineage_config, jars)
     assert files["spark.extraListeners"] == LISTENER
     assert files["spark.openlineage.transport.type"] == "file"
+    # OpenLineage's list syntax for a Spark setting: [a;b]
+    assert files["spark.openlineage.filter.deniedSparkNodes"] == (
+        "[org.apache.spark.sql.execution.LogicalRDD;org.apache.spark.sql.catalyst.plans.logical.Union]")
     assert files["spark.openlineage.transport.location"] == str(Path(lineage_config.root, "_lineage", "spark.jsonl").resolve())
     http = spark_listener_conf(lineage_config.with_overrides(**{"lineage.url": "http://127.0.0.1:5000"}), jars)
     assert (http["spark.openlineage.transport.type"], http["spark.openlineage.transport.url"]) == ("http", "http://127.0.0.1:5000")

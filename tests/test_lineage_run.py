@@ -156,6 +156,19 @@ def test_stage_events_carry_files_versions_counts_and_expectations(lineage_run) 
     assert 'data-table="curated/provider_features"' in page.read_text()
 
 
+def test_spark_listener_skips_jobs_without_datasets_and_keeps_every_table_write(lineage_run) -> None:
+    """The deniedSparkNodes/rddEventsDisabled filters: no events for actions on Python-built
+    frames and unions (they name no dataset), while each table the run wrote is still an output."""
+    _, root, _ = lineage_run
+    events = [json.loads(line) for line in (root / "_lineage" / "spark.jsonl").read_text().splitlines()]
+    names = [e["job"]["name"] for e in events]
+    assert not [n for n in names if "scan_existing_rdd" in n or n.endswith(".union")], names
+    written = {o["name"].rsplit("/lake/", 1)[-1] for e in events for o in e.get("outputs") or []}
+    on_disk = {f"{zone.name}/{table.name}" for zone in (root / "raw", root / "processed", root / "curated")
+               if zone.is_dir() for table in zone.iterdir() if (table / "_delta_log").is_dir()}
+    assert on_disk and on_disk <= written, f"tables written without a Spark lineage event: {on_disk - written}"
+
+
 def test_events_validate_against_the_openlineage_json_schema(lineage_run) -> None:
     from tests.openlineage_schema import spec_validator
 

@@ -22,6 +22,11 @@ LINEAGE_FOLDER = "_lineage"
 STAGE_EVENTS_FILE = "carelake.jsonl"  # the per-stage run events (openlineage-python)
 SPARK_EVENTS_FILE = "spark.jsonl"  # the Spark listener's events
 API_KEY_ENV = "OPENLINEAGE_API_KEY"
+# Logical plan roots of Spark jobs that touch no table (OpenLineage's deniedSparkNodes filter).
+DATASET_LESS_PLAN_ROOTS = (
+    "org.apache.spark.sql.execution.LogicalRDD",
+    "org.apache.spark.sql.catalyst.plans.logical.Union",
+)
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,10 @@ def spark_listener_conf(config: Config, jars: list[Path]) -> dict[str, str]:
     conf = {
         "spark.extraListeners": LISTENER,
         "spark.openlineage.namespace": settings.namespace,
+        # Jobs that read and write no dataset (actions on RDDs and on frames built from Python
+        # rows, counts of unions) give events with no inputs or outputs: skip building them.
+        "spark.openlineage.filter.rddEventsDisabled": "true",
+        "spark.openlineage.filter.deniedSparkNodes": "[" + ";".join(DATASET_LESS_PLAN_ROOTS) + "]",
     }
     if settings.url:
         conf.update({
