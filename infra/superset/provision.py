@@ -64,6 +64,7 @@ def main(definition_file: str, users_file: str) -> None:
         session.commit()
 
         datasets = {}
+        column_labels = spec.get("column_labels", {})
         for name, sql in spec["datasets"].items():
             table = session.query(SqlaTable).filter_by(table_name=name, database_id=database.id).one_or_none()
             if table is None:
@@ -74,7 +75,7 @@ def main(definition_file: str, users_file: str) -> None:
             session.commit()
             table.fetch_metadata()
             for column in table.columns:
-                column.verbose_name = spec.get("column_labels", {}).get(column.column_name)
+                column.verbose_name = column_labels.get(column.column_name)
             session.commit()
             datasets[name] = table
 

@@ -134,7 +134,7 @@ def chart_definitions(chart: Chart) -> list[dict[str, Any]]:
             "query_mode": "raw", "all_columns": list(chart.columns), "row_limit": chart.top or 1000,
             "order_by_cols": [json.dumps([first.column, chart.ascending])], "server_pagination": False,
             # The report's number formats (rates as percentages, money in dollars), not raw floats.
-            "column_config": {c: {"d3NumberFormat": superset_format(column_format(c))} for c in chart.columns if column_format(c)},
+            "column_config": {c: {"d3NumberFormat": superset_format(f)} for c in chart.columns if (f := column_format(c))},
         }}]
     return []
 
