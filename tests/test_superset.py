@@ -60,6 +60,15 @@ def test_table_charts_show_rates_as_percentages_and_columns_by_their_headers(bas
     assert shown <= set(spec["column_labels"]), f"columns without a header: {shown - set(spec['column_labels'])}"
 
 
+def test_count_axes_label_fractional_ticks_and_rate_axes_keep_their_format(base_config) -> None:
+    spec = definition(base_config, "127.0.0.1", 10000)
+    charts = {c["name"]: c for d in spec["dashboards"] for c in d["charts"]}
+    # "Areas to expand" counts cells: on a small range its ticks are 0.2 apart.
+    assert charts["Areas to expand"]["params"]["y_axis_format"] == ",.2~f"
+    rates = [c for c in charts.values() if c["viz_type"].startswith("echarts") and c["params"]["y_axis_format"].endswith("%")]
+    assert rates, "no chart with a rate axis"
+
+
 def test_the_routing_dataset_routes_by_referral_routing_rank(spark) -> None:
     """The Superset routing dataset's SQL, run by Spark over views standing in for the served
     tables: the latest month's leaked cells, routed to referral_routing's ranks 1-3 in order."""

@@ -104,6 +104,12 @@ def superset_format(d3: str) -> str:
     return "SMART_NUMBER" if d3.endswith("s") else d3
 
 
+def axis_format(d3: str) -> str:
+    """A chart axis's format: a count's whole-number format would label the fractional ticks of a
+    small range (0.2, 0.4, ...) as 0 and 1, so its axis keeps up to two decimals, trimmed."""
+    return ",.2~f" if d3 == ",.0f" else superset_format(d3)
+
+
 def chart_definitions(chart: Chart) -> list[dict[str, Any]]:
     """One report chart as Superset charts (a KPI chart becomes one big number per measure);
     empty for kinds Superset draws differently (the scatter stays in the static report)."""
@@ -118,7 +124,7 @@ def chart_definitions(chart: Chart) -> list[dict[str, Any]]:
     if chart.kind in ("line", "bar", "hbar"):
         params: dict[str, Any] = {
             "x_axis": chart.x, "metrics": [metric(m) for m in chart.measures], "groupby": [chart.series] if chart.series else [],
-            "row_limit": 10000, "y_axis_format": superset_format(first.format), "show_legend": True, "truncate_metric": True,
+            "row_limit": 10000, "y_axis_format": axis_format(first.format), "show_legend": True, "truncate_metric": True,
             "x_axis_sort_asc": True, "rich_tooltip": True,
         }
         if chart.kind != "line":
