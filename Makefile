@@ -11,12 +11,13 @@ DEFECT_RATE ?= 0.01
 MONTHS ?= 24
 export PIP_DISABLE_PIP_VERSION_CHECK = 1
 
-.PHONY: setup run generate pipeline test lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api bi bi-setup browser
+.PHONY: setup run generate pipeline test test-all lint bench clean help serve register cluster cluster-up run-s3 stream api bench-api bi bi-setup browser
 PORT ?= 10000
 
 help:
 	@echo "make run    - create .venv, install, generate sample data, run the pipeline (local disk, local[*])"
-	@echo "make test   - run the test suite"
+	@echo "make test   - the test suite without the end-to-end runs marked slow (about 45 min on 2 cores)"
+	@echo "make test-all - the whole suite, with the end-to-end runs (stream and crash kills, lineage, Thrift, cluster)"
 	@echo "make run-s3 - the same pipeline with every zone on a local S3 server (SeaweedFS), then the bucket layout"
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
 	@echo "make api    - the provider HTTP API on 127.0.0.1:$(API_PORT) until Ctrl-C (docs/api.md)"
@@ -81,8 +82,14 @@ browser:
 	    echo "chromium could not be installed: the browser tests will be skipped"; \
 	else echo "no chromium (sudo apt-get install chromium): the browser tests will be skipped"; fi
 
+# make test leaves out the tests marked slow (pyproject.toml): the end-to-end runs that start
+# the pipeline, a stream or a server in processes of their own. make test-all runs everything.
+PYTEST_XDIST = -q -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
 test: setup bi-setup browser
-	$(PY) -m pytest -q -n $(TEST_PROCESSES) --dist loadgroup --no-loadscope-reorder
+	$(PY) -m pytest $(PYTEST_XDIST) -m "not slow"
+
+test-all: setup bi-setup browser
+	$(PY) -m pytest $(PYTEST_XDIST)
 
 serve: setup
 	$(VENV)/bin/carelake serve --conf $(CONF) --port $(PORT)

@@ -139,7 +139,6 @@ def _hospital_rows(url: str, token: str) -> dict[str, int]:
     return {row["hospital"]: int(row["e"]) for row in data}
 
 
-@pytest.mark.slow
 @needs_superset
 def test_a_clinician_sees_only_their_hospitals_rows(superset) -> None:
     server, _ = superset
@@ -153,7 +152,6 @@ def test_a_clinician_sees_only_their_hospitals_rows(superset) -> None:
 BROWSER = missing_browser_reason()
 
 
-@pytest.mark.slow
 @needs_superset
 @pytest.mark.skipif(BROWSER is not None, reason=f"browser tests need Chromium and Playwright: {BROWSER}")
 def test_every_superset_dashboard_draws_its_charts_in_chromium(superset) -> None:
