@@ -478,3 +478,18 @@ def test_a_month_is_not_retained(config: Config, tmp_path: Path) -> None:
     # four times the months must not take much more memory; four times the scale does
     assert year < 1.5 * quarter
     assert wider > 2 * quarter
+
+
+def test_the_everyday_code_takes_its_share_and_the_others_split_the_rest_evenly() -> None:
+    from collections import Counter
+
+    from carelake.generate.activity import EVERYDAY_CODE_SHARE, everyday_weighted_index
+
+    draws = [(i + 0.5) / 10_000 for i in range(10_000)]  # an even grid over [0, 1)
+    picked = Counter(everyday_weighted_index(u, 5) for u in draws)
+    assert sorted(picked) == [0, 1, 2, 3, 4]
+    assert picked[0] / len(draws) == pytest.approx(0.45, abs=0.001)
+    rest = (1 - 0.45) / 4
+    assert all(picked[i] / len(draws) == pytest.approx(rest, abs=0.001) for i in range(1, 5))
+    assert EVERYDAY_CODE_SHARE == 0.45  # the share docs/measures.md states
+    assert {everyday_weighted_index(u, 1) for u in draws} == {0}

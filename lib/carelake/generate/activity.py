@@ -29,6 +29,11 @@ READMIT_RISK, READMIT_QUALITY = 0.6, 0.5
 COMPLICATION_RISK, COMPLICATION_QUALITY = 0.5, 0.45
 SPECIALISED_BENEFIT = 0.7  # fewer complications when the provider does what it excels at
 SPECIALISED_SHARE = 0.35  # share of a provider's encounters built around its specialised code
+# A specialty's first listed code is its everyday procedure (office visit, delivery, biopsy):
+# it takes this share of the procedures, the other codes split the rest evenly. A specialised
+# code is never the everyday one, so a provider's most frequent code says what its specialty
+# does and only a comparison with its peers shows what it does more of.
+EVERYDAY_CODE_SHARE = 0.45
 PLANNED_READMIT_RATE = 0.04
 PLANNED_DIAGNOSIS = "Z51.11"  # encounter for antineoplastic chemotherapy: a planned stay
 INPATIENT_EXTRA_NIGHTS = 2.0  # mean nights beyond the first of an average patient and provider
@@ -61,6 +66,14 @@ class ClaimInput:
     billed_cents: np.ndarray
 
 
+def everyday_weighted_index(u: float, n_codes: int) -> int:
+    """Index of the code a uniform draw ``u`` picks among ``n_codes``: 0 (the everyday code) with
+    :data:`EVERYDAY_CODE_SHARE`, each other code evenly; one code, always 0."""
+    if n_codes == 1 or u < EVERYDAY_CODE_SHARE:
+        return 0
+    return 1 + min(int((u - EVERYDAY_CODE_SHARE) / (1 - EVERYDAY_CODE_SHARE) * (n_codes - 1)), n_codes - 2)
+
+
 def planted_effects() -> dict[str, float]:
     """The effect sizes this module plants, for the truth folder."""
     return {
@@ -72,6 +85,7 @@ def planted_effects() -> dict[str, float]:
         "planned_readmission_diagnosis": PLANNED_DIAGNOSIS, "extra_nights_mean": INPATIENT_EXTRA_NIGHTS,
         "extra_nights_log_per_risk_sd": LOS_RISK, "extra_nights_cost_exponent": LOS_COST,
         "case_mix_tilt": CASE_MIX_TILT, "inpatient_day_charge": INPATIENT_DAY_CHARGE,
+        "specialised_encounter_share": SPECIALISED_SHARE, "everyday_code_share": EVERYDAY_CODE_SHARE,
     }
 
 
@@ -278,7 +292,8 @@ def _encounter_batch(rng: np.random.Generator, hospital: int, system: str, n_new
     enc = np.repeat(np.arange(n), per_enc)
     m = enc.size
     code_pick = rng.random(m).tolist()
-    codes = [specs[e].procedures[int(u * len(specs[e].procedures))] for e, u in zip(enc.tolist(), code_pick, strict=True)]
+    codes = [specs[e].procedures[everyday_weighted_index(u, len(specs[e].procedures))]
+             for e, u in zip(enc.tolist(), code_pick, strict=True)]
     first_of = np.r_[True, enc[1:] != enc[:-1]] if m else np.zeros(0, dtype=bool)
     codes = [own[e] if f and specialised[e] else c for e, f, c in zip(enc.tolist(), first_of.tolist(), codes, strict=True)]
     units = 1 + (rng.random(m) < 0.15).astype(int) + (rng.random(m) < 0.05).astype(int)

@@ -17,7 +17,8 @@ class Specialty:
     department: str
     weight: float  # share of providers
     type_probs: tuple[float, float, float]  # inpatient, outpatient, emergency
-    procedures: tuple[str, ...]  # CPT (5 digits) or HCPCS (letter + 4 digits)
+    # CPT (5 digits) or HCPCS (letter + 4 digits); the first is the everyday one, the most done
+    procedures: tuple[str, ...]
     diagnoses: tuple[str, ...]  # ICD-10-CM
     primary_care: bool = False
 

@@ -167,7 +167,8 @@ class Providers:
         specialised = []
         for s_idx, u in zip(specialty.tolist(), picks, strict=True):
             codes = ref.SPECIALTIES[s_idx].procedures
-            specialised.append(codes[int(u * len(codes))] if len(codes) >= MIN_CODES_TO_SPECIALISE else None)
+            # never the everyday code (the first): reference.Specialty, activity.EVERYDAY_CODE_SHARE
+            specialised.append(codes[1 + int(u * (len(codes) - 1))] if len(codes) >= MIN_CODES_TO_SPECIALISE else None)
         return cls(
             npi=make_npis(n, rng),
             first_name=first,
