@@ -16,7 +16,7 @@ PORT ?= 10000
 
 help:
 	@echo "make run    - create .venv, install, generate sample data, run the pipeline (local disk, local[*])"
-	@echo "make test   - the test suite without the end-to-end runs marked slow (about 30 min on 2 cores)"
+	@echo "make test   - the test suite without the end-to-end runs marked slow (about 25 min on 2 cores)"
 	@echo "make test-all - the whole suite, with the end-to-end runs (stream and crash kills, lineage, Thrift, cluster)"
 	@echo "make run-s3 - the same pipeline with every zone on a local S3 server (SeaweedFS), then the bucket layout"
 	@echo "make serve  - SQL over JDBC/ODBC (Spark Thrift server) on 127.0.0.1:$(PORT) until Ctrl-C"
