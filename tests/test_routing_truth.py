@@ -103,6 +103,7 @@ def routing_figures(spark: SparkSession, generated: Path) -> dict:
     cells = new[new["eligible_providers"] >= 2][["zip3", "specialty"]].drop_duplicates()
     weights = demand.join(cells.set_index(["zip3", "specialty"]), how="inner")["demand"]
     ranked = new[new["rank"] > 0].join(truth, on="npi")
+    ranked = ranked.assign(composite=ranked["npi"].map(composite))  # the old ranking's score
     headroom = ranked.groupby("npi")["headroom"].first()
 
     def firsts(routing: pd.DataFrame) -> pd.DataFrame:
@@ -110,7 +111,7 @@ def routing_figures(spark: SparkSession, generated: Path) -> dict:
 
     eligible = ranked.groupby(["zip3", "specialty"])[["quality"]].mean()
     # The old ranking (composite_score, best first) over the same eligible providers.
-    old_ranking = (ranked.assign(composite=ranked["npi"].map(composite)).sort_values(["composite", "npi"], ascending=[False, True])
+    old_ranking = (ranked.sort_values(["composite", "npi"], ascending=[False, True])
                    .drop_duplicates(["zip3", "specialty"]).set_index(["zip3", "specialty"])[["npi", "quality"]])
     # The old route_to as network_demand_by_zip builds it: any active provider practising in the area.
     latest = old[old["service_month"] == old["service_month"].max()].drop_duplicates(["zip3", "specialty"])
@@ -121,11 +122,10 @@ def routing_figures(spark: SparkSession, generated: Path) -> dict:
     # Within each cell, how well the order follows planted quality (Spearman over all its eligible
     # providers, about 4.6 a cell): the rank-1 means use one provider a cell, so at 40 cells a
     # difference of 0.05 between two rankings is inside their noise; the orders use every provider.
-    ordered = ranked.assign(composite=ranked["npi"].map(composite))
     cell_rho = pd.DataFrame([
         {"zip3": key[0], "specialty": key[1], "new": -g["rank"].corr(g["quality"], method="spearman"),
          "old": g["composite"].corr(g["quality"], method="spearman")}
-        for key, g in ordered.groupby(["zip3", "specialty"]) if len(g) >= 2
+        for key, g in ranked.groupby(["zip3", "specialty"]) if len(g) >= 2
     ]).dropna().set_index(["zip3", "specialty"])
 
     areas_truth = truth_frame(generated, AREAS_FILE).astype({"zip3": str})
